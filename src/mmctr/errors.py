@@ -1,0 +1,25 @@
+"""Errors a user can act on. The CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+
+class MMCTRError(Exception):
+    """Base class: the message says what was wrong, where, and what to do."""
+
+
+class DataError(MMCTRError):
+    """A data file is missing, malformed, or inconsistent with another."""
+
+    def __init__(self, path: object, field: str | None, problem: str):
+        self.path = str(path)
+        self.field = field
+        where = f"{self.path}" + (f", column {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")
+
+
+class ConfigError(MMCTRError):
+    """A configuration file or option is invalid."""
+
+
+class SubmissionError(MMCTRError):
+    """A prediction file does not meet the challenge's submission format."""

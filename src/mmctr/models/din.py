@@ -1,0 +1,69 @@
+"""DIN (Deep Interest Network), as configured by the MMCTR organisers' FuxiCTR baseline.
+
+Target and history items are id + tags + projected frozen embedding; the history is pooled by
+target attention (no softmax); the target's likes/views levels are categorical fields; a DNN with
+batch norm and dropout gives the logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mmctr.data.batches import Batch
+from mmctr.data.reader import ItemTable
+from mmctr.data.schema import N_LEVELS
+from mmctr.models.layers import MLP, FeatureConfig, ItemEncoder, TargetAttention, UserEmbedding, pack
+
+
+@dataclass
+class DINConfig(FeatureConfig):
+    dnn_hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])
+    attention_hidden: list[int] = field(default_factory=lambda: [512, 256])
+    attention_dropout: float = 0.1
+    attention_softmax: bool = False
+    net_dropout: float = 0.1
+    batch_norm: bool = True
+    use_history: bool = True  # off: the same model with the history removed (an ablation)
+
+
+class DIN(nn.Module):
+    config_class = DINConfig
+
+    def __init__(self, cfg: DINConfig, items: ItemTable):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embedding_dim
+        self.items = ItemEncoder(cfg, items)
+        self.likes_emb = nn.Embedding(N_LEVELS, d)
+        self.views_emb = nn.Embedding(N_LEVELS, d)
+        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        D = self.items.out_dim
+        self.attention = TargetAttention(
+            D, tuple(cfg.attention_hidden), cfg.attention_dropout, cfg.attention_softmax
+        )
+        in_dim = 2 * d + D + (D if cfg.use_history else 0) + (d if cfg.use_user_id else 0)
+        self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
+        self.head = nn.Linear(self.dnn.out_dim, 1)
+
+    def user_state(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What depends on the user alone: the packed history's item vectors and their rows."""
+        p = pack(batch.hist)
+        return self.items(p.ids), p.rows  # (P, D), (P,)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        target = self.items(batch.item_id)  # (B, D)
+        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        if self.cfg.use_history:
+            keys, rows = self.user_state(batch)
+            fields.append(self.attention(target, keys, rows))  # (B, D)
+        if self.user_emb is not None:
+            fields.append(self.user_emb(batch.user_id))
+        h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)
+        return self.head(h).squeeze(-1)  # (B,) logits
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
+        return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
