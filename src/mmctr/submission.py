@@ -85,14 +85,24 @@ def read_submission(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
     return track, ids, vals
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """Ground-truth labels from an `ID,label` csv, indexed by ID."""
+    _, ids, labels = _parse_csv(Path(path).read_text(), str(path), "label")
+    if not np.array_equal(np.sort(ids), np.arange(len(ids))):
+        raise SubmissionError(f"{path}: IDs must be 0..{len(ids) - 1} once each")
+    y = np.empty(len(ids))
+    y[ids] = labels
+    return y
+
+
 def score(pred_path: Path, truth_path: Path) -> dict[str, float | int | str]:
     """AUC of a submission against `ID,label` ground truth, after checking rows and IDs."""
     track, ids, pred = read_submission(pred_path)
-    _, tids, labels = _parse_csv(Path(truth_path).read_text(), str(truth_path), "label")
+    truth = read_labels(truth_path)
     where = f"{pred_path}"
-    if len(ids) != len(tids):
+    if len(ids) != len(truth):
         raise SubmissionError(
-            f"{where}: {len(ids)} prediction rows; the test set has {len(tids)} (one per test row)"
+            f"{where}: {len(ids)} prediction rows; the test set has {len(truth)} (one per test row)"
         )
     if not np.array_equal(np.sort(ids), np.arange(len(ids))):
         missing = np.setdiff1d(np.arange(len(ids)), ids)
@@ -106,8 +116,6 @@ def score(pred_path: Path, truth_path: Path) -> dict[str, float | int | str]:
             f"{where}: {int(bad.sum())} predictions are NaN or infinite (first at ID {int(ids[bad][0])})"
         )
     order = np.argsort(ids)
-    truth = np.empty(len(tids))
-    truth[tids] = labels
     return {"auc": auc(truth, pred[order]), "rows": int(len(ids)), "track": track}
 
 
