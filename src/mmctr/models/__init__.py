@@ -9,9 +9,17 @@ from __future__ import annotations
 from torch import nn
 
 from mmctr.models.din import DIN
+from mmctr.models.din_mhta import DINMHTA
+from mmctr.models.qin import QIN
+from mmctr.models.sasrec_dcn import SASRecDCN
+from mmctr.models.transformer_dcn import TransformerDCN
 
 MODELS: dict[str, type[nn.Module]] = {
     "din": DIN,
+    "transformer_dcn": TransformerDCN,
+    "din_mhta": DINMHTA,
+    "sasrec_dcn": SASRecDCN,
+    "qin": QIN,
 }
 
 

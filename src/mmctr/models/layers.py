@@ -228,3 +228,156 @@ class SqueezeExcitation(nn.Module):
     def forward(self, fields: torch.Tensor) -> torch.Tensor:
         z = fields.mean(dim=-1)  # (B, F)
         return fields * self.gate(z).unsqueeze(-1)  # (B, F, D)
+
+
+# ----------------------------------------------------------------------------------------------
+# padded histories: what sequence models (transformers) need, built from the packed item vectors
+
+
+def left_pad_to(hist: torch.Tensor, width: int) -> torch.Tensor:
+    """`hist` (B, L) with zero columns added on the left until it is at least `width` wide.
+
+    Batch.hist is trimmed to the longest real history in the batch, so a model that reads a fixed
+    number of trailing positions needs them to exist; added columns are padding like any other.
+    """
+    missing = width - hist.shape[1]
+    return F.pad(hist, (missing, 0)) if missing > 0 else hist
+
+
+def padded_history(items: ItemEncoder, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item vectors of a left-padded history in the (B, L, D) layout, and its padding mask.
+
+    Returns (keys, pad): keys (B, L, D) holds the encoded item at real positions and exact zeros at
+    padding (ItemEncoder maps id 0 to a non-zero vector: the projection bias, the level embeddings);
+    pad (B, L) is True where there is NO item. Only real positions are encoded.
+    """
+    pad = hist == 0  # (B, L) True = padding
+    rows, cols = (~pad).nonzero(as_tuple=True)
+    x = items(hist[rows, cols])  # (P, D)
+    keys = x.new_zeros(hist.shape[0], hist.shape[1], x.shape[-1])  # (B, L, D)
+    keys[rows, cols] = x
+    return keys, pad
+
+
+def attention_mask(pad: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """Boolean mask for F.scaled_dot_product_attention, (B, 1, L, L), True = may attend.
+
+    A real query sees real keys only (and, when causal, only earlier ones). A padding query sees
+    itself alone: a query that may attend to nothing makes softmax return NaN, and NaN at a padding
+    position would leak into real positions through the next layer's value sum (0 · NaN = NaN).
+    """
+    L = pad.shape[1]
+    allowed = (~pad).unsqueeze(1).expand(-1, L, -1)  # (B, L_query, L_key)
+    if causal:
+        allowed = allowed & torch.ones(L, L, dtype=torch.bool, device=pad.device).tril()
+    eye = torch.eye(L, dtype=torch.bool, device=pad.device)
+    return (allowed | eye).unsqueeze(1)  # (B, 1, L, L)
+
+
+class RecentPositions(nn.Embedding):
+    """Learned position embeddings counted from the most recent item backwards.
+
+    Histories are left-padded with the most recent item last, so counting from the right gives every
+    real item the same position however much padding a batch carries.
+    """
+
+    def __init__(self, max_len: int, dim: int):
+        super().__init__(max_len, dim)
+        nn.init.normal_(self.weight, std=1e-2)
+
+    def forward(self, length: int) -> torch.Tensor:  # type: ignore[override]
+        back = torch.arange(length - 1, -1, -1, device=self.weight.device).clamp(max=self.num_embeddings - 1)
+        return super().forward(back)  # (L, D): row L-1 is the most recent position
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm self-attention + feed-forward block over a padded (B, L, D) sequence."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model width {dim} is not divisible by {heads} heads; change one of them")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.drop = BankDropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D); mask (B, 1, L, L) from attention_mask()."""
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, D/H) each
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D/H)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
+        return x + self.drop(self.ffn(self.norm2(x)))  # (B, L, D)
+
+
+# ----------------------------------------------------------------------------------------------
+# target attention over packed histories, several heads
+
+
+def segment_softmax(s: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax of s (P,) or (P, H) within each group of positions sharing a row id (rows (P,))."""
+    idx = rows.view(-1, *([1] * (s.dim() - 1))).expand_as(s)
+    peak = s.new_full((n, *s.shape[1:]), float("-inf")).scatter_reduce(
+        0, idx, s, reduce="amax", include_self=True
+    )
+    e = torch.exp(s - peak[rows])
+    total = e.new_zeros(n, *s.shape[1:]).index_add(0, rows, e)
+    return e / total[rows]
+
+
+class MultiHeadTargetAttention(nn.Module):
+    """The target queries its own real history positions with scaled dot products, per head.
+
+    weights="softmax": normalised over the row's history (the Task-2 award's multi-head target
+    attention). weights="relu": ReLU of the scaled score, not normalised, so an irrelevant history
+    adds nothing and a long relevant one adds more (QIN's adaptive sparse target attention).
+    Returns (B, out_dim); a row without history gets the output bias only.
+    """
+
+    def __init__(self, dim: int, att_dim: int, heads: int, out_dim: int, weights: str = "softmax"):
+        super().__init__()
+        if att_dim % heads:
+            raise ValueError(
+                f"attention width {att_dim} is not divisible by {heads} heads; change one of them"
+            )
+        if weights not in ("softmax", "relu"):
+            raise ValueError(f"weights must be 'softmax' or 'relu', got {weights!r}")
+        self.heads, self.weights = heads, weights
+        self.q = nn.Linear(dim, att_dim)
+        self.kv = nn.Linear(dim, 2 * att_dim)
+        self.out = nn.Linear(att_dim, out_dim)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """q (B, D) targets; k (P, D) packed history items of batch rows `rows` (P,)."""
+        B, P, H = q.shape[0], k.shape[0], self.heads
+        qh = self.q(q).view(B, H, -1)  # (B, H, A/H)
+        kh, vh = self.kv(k).view(P, 2, H, -1).unbind(1)  # (P, H, A/H) each
+        s = (qh.index_select(0, rows) * kh).sum(-1).float() / qh.shape[-1] ** 0.5  # (P, H)
+        w = segment_softmax(s, rows, B) if self.weights == "softmax" else F.relu(s)  # (P, H)
+        pooled = s.new_zeros(B, H, vh.shape[-1]).index_add(0, rows, w.unsqueeze(-1) * vh.float())
+        return self.out(pooled.view(B, -1))  # (B, out_dim)
+
+
+# ----------------------------------------------------------------------------------------------
+# quadratic interactions
+
+
+class QuadraticLayer(nn.Module):
+    """y = norm((U x + a) ⊙ (V x + b)): every output unit is a quadratic form of the input, so a
+    stack of L layers reaches interactions of order 2^L without an activation function."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.uv = nn.Linear(in_dim, 2 * out_dim)
+        self.norm = nn.LayerNorm(out_dim)  # keeps products of products from growing without bound
+        self.drop = BankDropout(dropout) if dropout > 0 else nn.Identity()
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = self.uv(x).chunk(2, dim=-1)  # (B, out) each
+        return self.drop(self.norm(u * v))  # (B, out)

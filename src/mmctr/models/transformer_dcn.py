@@ -1,0 +1,110 @@
+"""Transformer + DCNv2 (1st place, MMCTR 2025): target-aware history tokens, a cross network and a DNN.
+
+Every history token is the history item (id + tags + projected frozen embedding) concatenated with
+the target item, so self-attention compares each click with the candidate from the first layer on.
+The last `last_k` real positions and a max-pool over all real positions summarise the history; with
+the target and its context they feed a DCNv2 cross network and a DNN in parallel, then an MLP head.
+
+The padding mask matters: a public version of this model took the loader's mask (1 = real item) as
+the attention's key_padding_mask (True = padding), which made every real item invisible. Here the
+mask is derived from the ids in one place (`hist == 0` is padding) and tests/test_models.py checks
+that outputs do not move when only the amount of left padding changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mmctr.data.batches import Batch
+from mmctr.data.reader import ItemTable
+from mmctr.data.schema import N_LEVELS, SEQ_LEN
+from mmctr.models.layers import (
+    MLP,
+    CrossNetV2,
+    FeatureConfig,
+    ItemEncoder,
+    RecentPositions,
+    TransformerBlock,
+    UserEmbedding,
+    attention_mask,
+    left_pad_to,
+    padded_history,
+)
+
+
+@dataclass
+class TransformerDCNConfig(FeatureConfig):
+    d_model: int = 128  # the concatenated (history item, target) token is projected to this width
+    n_layers: int = 1
+    n_heads: int = 2
+    ffn_dim: int = 256
+    transformer_dropout: float = 0.0
+    positions: bool = True  # learned embeddings of "k-th most recent", added to every token
+    last_k: int = 4  # this many most recent positions are read out one by one
+    cross_layers: int = 3
+    dnn_hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])
+    head_hidden: list[int] = field(default_factory=lambda: [64])
+    net_dropout: float = 0.1
+    batch_norm: bool = True
+
+
+class TransformerDCN(nn.Module):
+    config_class = TransformerDCNConfig
+
+    def __init__(self, cfg: TransformerDCNConfig, items: ItemTable):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embedding_dim
+        self.items = ItemEncoder(cfg, items)
+        D = self.items.out_dim
+        self.likes_emb = nn.Embedding(N_LEVELS, d)
+        self.views_emb = nn.Embedding(N_LEVELS, d)
+        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.token = nn.Linear(2 * D, cfg.d_model)
+        self.positions = RecentPositions(SEQ_LEN, cfg.d_model) if cfg.positions else None
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.d_model, cfg.n_heads, cfg.ffn_dim, cfg.transformer_dropout)
+            for _ in range(cfg.n_layers)
+        )
+        self.norm = nn.LayerNorm(cfg.d_model)
+        in_dim = D + 2 * d + (d if cfg.use_user_id else 0) + (cfg.last_k + 1) * cfg.d_model
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
+        self.head_mlp = MLP(in_dim + self.dnn.out_dim, cfg.head_hidden, dropout=cfg.net_dropout)
+        self.head = nn.Linear(self.head_mlp.out_dim, 1)
+
+    def encode_history(self, hist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """hist (B, L) ids, target (B, D) → the last_k outputs and the max-pool, (B, (k+1)·d_model)."""
+        hist = left_pad_to(hist, self.cfg.last_k)
+        keys, pad = padded_history(self.items, hist)  # (B, L, D), (B, L) True = padding
+        B, L, _ = keys.shape
+        x = self.token(torch.cat([keys, target.unsqueeze(1).expand(-1, L, -1)], dim=-1))  # (B, L, M)
+        if self.positions is not None:
+            x = x + self.positions(L)
+        mask = attention_mask(pad)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x).masked_fill(pad.unsqueeze(-1), 0.0)  # (B, L, M); padding outputs are zero
+        last = x[:, -self.cfg.last_k :].reshape(B, -1)  # (B, k·M), most recent position last
+        # Max over real positions only; a row without history (cannot happen: min length 3) gets 0.
+        pooled = x.masked_fill(pad.unsqueeze(-1), float("-inf")).amax(dim=1)  # (B, M)
+        pooled = pooled.masked_fill(pad.all(dim=1, keepdim=True), 0.0)
+        return torch.cat([last, pooled], dim=-1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        target = self.items(batch.item_id)  # (B, D)
+        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        if self.user_emb is not None:
+            fields.append(self.user_emb(batch.user_id))
+        fields.append(self.encode_history(batch.hist, target))
+        x0 = torch.cat(fields, dim=-1)  # (B, in_dim)
+        h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
+        return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
+        tables += [self.user_emb.emb] if self.user_emb is not None else []
+        return tables + ([self.positions] if self.positions is not None else [])

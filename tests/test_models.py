@@ -1,0 +1,181 @@
+"""Every registered CTR model: trains, round-trips through a run directory, reads its history through
+the right mask, honours the shared feature options, and rejects unknown config keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mmctr.config import RunConfig, TrainConfig, resolve_run_config
+from mmctr.data.batches import Batch, make_batch
+from mmctr.data.reader import ItemTable, SplitArrays
+from mmctr.errors import ConfigError
+from mmctr.models import MODELS
+from mmctr.training.loop import loss_fn
+from mmctr.training.run_dir import build_model, load_run, save_run
+
+N_ITEMS, N_ROWS, MAX_LEN = 60, 40, 16
+
+
+@pytest.fixture(scope="module")
+def items() -> ItemTable:
+    rng = np.random.default_rng(0)
+    tags = np.zeros((N_ITEMS, 5), dtype=np.int32)
+    for i in range(1, N_ITEMS):
+        k = rng.integers(1, 6)
+        tags[i, 5 - k :] = rng.integers(1, 30, size=k)  # left zero-padded like item_info
+    emb = rng.normal(size=(N_ITEMS, 128)).astype(np.float32)
+    emb[0] = 0
+    levels = rng.integers(0, 11, size=(2, N_ITEMS))
+    levels[:, 0] = 0
+    return ItemTable(tags, emb, levels[0].astype(np.int64), levels[1].astype(np.int64), source="<test>")
+
+
+@pytest.fixture(scope="module")
+def split() -> SplitArrays:
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(3, MAX_LEN + 1, size=N_ROWS)
+    lengths[:4] = MAX_LEN  # some rows fill the whole window: no padding at all
+    hist = np.zeros((N_ROWS, MAX_LEN), dtype=np.int32)
+    for r, n in enumerate(lengths):
+        hist[r, MAX_LEN - n :] = rng.integers(1, N_ITEMS, size=n)  # most recent last
+    return SplitArrays(
+        "train",
+        user_id=rng.integers(0, 10_000, size=N_ROWS).astype(np.int64),
+        item_id=rng.integers(1, N_ITEMS, size=N_ROWS).astype(np.int64),
+        likes=rng.integers(0, 11, size=N_ROWS).astype(np.int64),
+        views=rng.integers(0, 11, size=N_ROWS).astype(np.int64),
+        label=(np.arange(N_ROWS) % 3 == 0).astype(np.float32),
+        hist=hist,
+    )
+
+
+def make_model(name: str, items: ItemTable, **params) -> tuple[RunConfig, nn.Module]:
+    """The model as its shipped YAML defines it, with `params` overriding model_params."""
+    torch.manual_seed(0)
+    cfg = resolve_run_config(name, overrides={"model_params": params} if params else None)
+    return cfg, build_model(cfg, items)
+
+
+def with_hist(batch: Batch, hist: torch.Tensor) -> Batch:
+    return Batch(batch.user_id, hist, batch.item_id, batch.likes, batch.views, batch.label)
+
+
+def predict(model: nn.Module, batch: Batch) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(batch)
+
+
+ALL = sorted(MODELS)
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("name", ALL)
+def test_two_adam_steps(name: str, bf16: bool, items: ItemTable, split: SplitArrays) -> None:
+    _, model = make_model(name, items)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = make_batch(split, slice(0, N_ROWS))
+    model.train()
+    for _ in range(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(batch).float()
+        assert logits.shape == (N_ROWS,)
+        loss = loss_fn(model, logits, batch, TrainConfig())
+        assert torch.isfinite(loss), f"{name}: loss {loss.item()}"
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
+    assert len(changed) > len(before) // 2, f"{name}: only {changed} changed"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_load_round_trip(name: str, items: ItemTable, split: SplitArrays, tmp_path: Path) -> None:
+    cfg, model = make_model(name, items)
+    batch = make_batch(split, slice(0, N_ROWS))
+    model.train()
+    with torch.no_grad():
+        model(batch)  # move batch-norm running statistics off their initial values
+    model.eval()
+    save_run(tmp_path / "run", cfg, model, items, metrics={}, facts={})
+    cfg2, loaded, _ = load_run(tmp_path / "run")
+    assert cfg2 == cfg
+    assert not loaded.training
+    torch.testing.assert_close(predict(loaded, batch), predict(model, batch), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_history_is_read_through_the_right_mask(name: str, items: ItemTable, split: SplitArrays) -> None:
+    """A mask that treats real items as padding (or the reverse) must make this test fail: rows whose
+    history fills the window have no padding at all, and they must score the same alone as beside
+    shorter rows, and the same again with extra padding columns in front."""
+    _, model = make_model(name, items)
+    model.eval()
+    batch = make_batch(split, slice(0, N_ROWS))
+    assert batch.hist.shape[1] == MAX_LEN and bool((batch.hist > 0).all(dim=1).any())
+    out = predict(model, batch)
+    assert torch.isfinite(out).all()
+
+    # Only the amount of left padding changes: outputs must not.
+    more = torch.cat([torch.zeros(N_ROWS, 5, dtype=batch.hist.dtype), batch.hist], dim=1)
+    torch.testing.assert_close(predict(model, with_hist(batch, more)), out, rtol=1e-4, atol=1e-5)
+    for r in range(6):  # each row alone, trimmed to its own length: no padding in that batch
+        one = make_batch(split, slice(r, r + 1))
+        assert bool((one.hist > 0).all())
+        torch.testing.assert_close(predict(model, one), out[r : r + 1], rtol=1e-4, atol=1e-5)
+
+    # A real history item changes (the oldest one of full rows, far from the most recent): the
+    # output must move, and only in the rows that changed. QIN's ReLU attention gives some items
+    # exactly zero weight, so each full row tries several replacements and one of them must count.
+    full = (batch.hist > 0).all(dim=1)
+    most = torch.zeros(N_ROWS)
+    for v in range(1, 11):
+        hist = batch.hist.clone()
+        hist[full, 0] = (hist[full, 0] + v - 1) % (N_ITEMS - 1) + 1
+        moved = (predict(model, with_hist(batch, hist)) - out).abs()
+        assert float(moved[~full].max()) == 0.0
+        most = torch.maximum(most, moved)
+    assert bool((most[full] > 1e-6).all()), f"{name} ignores a real history item: {most[full]}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_empty_history_gives_finite_output(name: str, items: ItemTable, split: SplitArrays) -> None:
+    _, model = make_model(name, items)
+    batch = make_batch(split, slice(0, 8))
+    hist = batch.hist.clone()
+    hist[0] = 0  # cannot happen in MMCTR data (min length 3), but must not produce NaN
+    model.train()
+    logits = model(with_hist(batch, hist))
+    logits.sum().backward()
+    assert torch.isfinite(logits).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shared_feature_options(name: str, items: ItemTable, split: SplitArrays) -> None:
+    batch = make_batch(split, slice(0, 8))
+    _, plain = make_model(name, items, user_buckets=1000)
+    _, rich = make_model(name, items, use_user_id=True, hist_levels=True, use_tags=False, user_buckets=1000)
+    for model in (plain, rich):
+        model.eval()
+        assert predict(model, batch).shape == (8,)
+        # every embedding table gets the L2 regulariser
+        listed = {id(t) for t in model.embedding_tables()}
+        assert listed == {id(m) for m in model.modules() if isinstance(m, nn.Embedding)}
+    assert rich.items.tag_emb is None and hasattr(rich.items, "likes_emb")
+    other_users = Batch(batch.user_id + 1, batch.hist, batch.item_id, batch.likes, batch.views, batch.label)
+    assert not torch.equal(predict(rich, other_users), predict(rich, batch))
+    assert torch.equal(predict(plain, other_users), predict(plain, batch))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unknown_config_key_is_named(name: str, tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"model: {name}\nmodel_params:\n  embedding_dim: 8\n  hidden_unitz: [4]\n")
+    with pytest.raises(ConfigError, match="hidden_unitz"):
+        resolve_run_config(name, config_file=path)
