@@ -64,6 +64,18 @@ class DIN(nn.Module):
         h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)
         return self.head(h).squeeze(-1)  # (B,) logits
 
+    def forward_request(self, batch: Batch) -> torch.Tensor:
+        """Logits for N candidates that share one history (row 0's): the user side is computed once."""
+        target = self.items(batch.item_id)  # (N, D)
+        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        if self.cfg.use_history:
+            h = batch.hist[0]
+            keys = self.items(h[h > 0])  # (L, D)
+            fields.append(self.attention.forward_shared(target, keys))  # (N, D)
+        if self.user_emb is not None:
+            fields.append(self.user_emb(batch.user_id))
+        return self.head(self.dnn(torch.cat(fields, dim=-1))).squeeze(-1)  # (N,)
+
     def embedding_tables(self) -> list[nn.Embedding]:
         tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
         return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
