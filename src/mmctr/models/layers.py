@@ -191,6 +191,19 @@ class TargetAttention(nn.Module):
         pooled = q.new_zeros(q.shape[0], k.shape[1])
         return pooled.index_add(0, rows, s.unsqueeze(-1).to(k.dtype) * k)  # (B, D)
 
+    def forward_shared(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """One request: N targets q (N, D) against ONE history k (L, D) → (N, D). The history's part
+        of the first layer is computed once, not once per candidate."""
+        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
+        hq = F.linear(q, wq + wd, self.first.bias)  # (N, H)
+        hk = F.linear(k, wk - wd)  # (L, H)
+        h = F.linear(q.unsqueeze(1) * k.unsqueeze(0), wp)  # (N, L, H)
+        h = h.add_(hk.unsqueeze(0)).add_(hq.unsqueeze(1)).relu_()  # in place: no (N, L, H) copies
+        s = self.out(self.rest(h)).squeeze(-1)  # (N, L)
+        if self.softmax:
+            s = torch.softmax(s, dim=-1)
+        return s.to(k.dtype) @ k  # (N, D)
+
 
 def _segment_softmax(s: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
     peak = s.new_full((n,), float("-inf")).scatter_reduce(0, rows, s, reduce="amax", include_self=True)
