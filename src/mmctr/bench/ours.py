@@ -1,0 +1,111 @@
+"""mmctr's own models as benchmark systems: configured from their YAML defaults, with the shared
+training hyperparameters (lr, batch, epochs, history length, embedding L2) taken from the bench so
+every system gets the same; scored through `mmctr.serving` exactly as serving does."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmctr.bench.measure import Request
+from mmctr.bench.spec import BenchSettings, SystemSpec
+from mmctr.config import RunConfig, resolve_run_config
+from mmctr.data.batches import Batch, iter_batches
+from mmctr.data.reader import Dataset
+
+
+def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
+    """The model's own config with the bench's shared training settings; the variant sets precision."""
+    hp = settings.hparams
+    train = {
+        "lr": hp.lr,
+        "batch_size": hp.batch_size,
+        "eval_batch_size": settings.eval_batch_size,
+        "max_len": hp.max_len,
+        "embedding_reg": hp.embedding_reg,
+        "epochs": settings.epochs,
+        "patience": settings.epochs + 1,  # a fixed budget: no early stop inside it
+        "seed": settings.seed,
+        "threads": settings.threads,
+    }
+    if spec.variant:
+        train["bf16"] = spec.variant == "bf16"
+    return resolve_run_config(spec.model, None, {"train": train})
+
+
+class MMCTRSystem:
+    def __init__(self, spec: SystemSpec, data: Dataset, settings: BenchSettings):
+        self.cfg = bench_config(spec, settings)
+        self.data = data
+        self.bf16 = self.cfg.train.bf16
+        self.precision = "bf16" if self.bf16 else "fp32"
+        mp = self.cfg.model_params
+        self.inputs = (
+            f"target item (id + tags + projected item_emb_d128) + likes/views levels; history of "
+            f"≤{data.max_len} items packed to real positions; model_params {mp}"
+        )
+        self.model: torch.nn.Module | None = None
+
+    def reset(self, seed: int) -> None:
+        from mmctr.training.loop import seed_everything
+        from mmctr.training.run_dir import build_model
+
+        seed_everything(seed)
+        self.model = build_model(self.cfg, self.data.items)
+        tc = self.cfg.train
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
+        self.rng = np.random.default_rng(seed)
+
+    def n_params(self) -> tuple[int, int]:
+        n = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        frozen_buffers = sum(b.numel() for b in self.model.buffers() if b.is_floating_point())
+        return trainable, n + frozen_buffers
+
+    def train_batches(self) -> Iterator[Batch]:
+        return iter_batches(self.data["train"], self.cfg.train.batch_size, shuffle=True, rng=self.rng)
+
+    def batch_rows(self, batch: Batch) -> int:
+        return len(batch)
+
+    def train_step(self, batch: Batch) -> None:
+        # The inner step of mmctr.training.loop.train, line for line (keep the two in step).
+        from mmctr.training.loop import loss_fn
+
+        self.model.train()
+        tc = self.cfg.train
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
+            logits = self.model(batch).float()
+        loss = loss_fn(self.model, logits, batch, tc)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        loss.item()
+
+    def fit(self, epochs: int) -> None:
+        from mmctr.training.loop import train
+
+        cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, epochs=epochs))
+        self.model = train(cfg, self.data, progress=False, log=lambda *a, **k: None).model
+
+    def predict_valid(self, batch_size: int) -> np.ndarray:
+        from mmctr.training.loop import predict_split
+
+        return predict_split(self.model, self.data["valid"], batch_size, self.bf16)
+
+    def score_request(self, req: Request) -> np.ndarray:
+        from mmctr.serving import request_batch, score_request
+
+        batch = request_batch(req.hist, req.targets, req.likes, req.views)
+        return score_request(self.model, batch, bf16=self.bf16)
+
+    def save(self, out: Path) -> Path:
+        # a run directory: config, learned weights, and the item table the model looks up
+        from mmctr.training.run_dir import save_run
+
+        save_run(out, self.cfg, self.model, self.data.items, metrics={}, facts={})
+        return out / "model.safetensors"

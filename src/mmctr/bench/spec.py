@@ -1,0 +1,87 @@
+"""What one benchmark run measures, written as JSON for the per-system subprocesses.
+
+Only dataclasses and the standard library here: this module is imported by children that run in a
+peer's own interpreter (FuxiCTR's venv), which has torch and numpy but not all of mmctr's extras.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Peer systems the harness knows; each runs in its own subprocess, possibly another interpreter.
+PEERS = ("deepctr-torch", "fuxictr")
+# `mmctr/<model>@<variant>`: variants change precision only.
+VARIANTS = ("bf16", "fp32")
+
+
+@dataclass
+class Hparams:
+    """The hyperparameters every DIN in the comparison gets (defaults: the organisers' baseline,
+    replaced at run time by mmctr's own configs/din.yaml so the two cannot drift apart)."""
+
+    embedding_dim: int = 64
+    dnn_hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])
+    attention_hidden: list[int] = field(default_factory=lambda: [512, 256])
+    attention_dropout: float = 0.1
+    net_dropout: float = 0.1
+    batch_norm: bool = True
+    embedding_reg: float = 1e-6
+    lr: float = 1e-3
+    batch_size: int = 8192
+    max_len: int = 64
+
+
+@dataclass
+class BenchSettings:
+    data: str  # data root in the MMCTR layout
+    hparams: Hparams = field(default_factory=Hparams)
+    epochs: int = 1  # training budget for valid AUC (every system gets the same)
+    measure_auc: bool = True  # False: timing only (repeat runs)
+    warmup_steps: int = 3
+    timed_steps: int = 10
+    candidates: int = 100  # N items scored per request
+    requests: int = 300
+    warmup_requests: int = 20
+    eval_batch_size: int = 8192  # batch throughput on the valid split
+    seed: int = 2025
+    threads: int = 0  # training / batch-scoring threads; 0 = torch's default
+    work_dir: str = ""  # where a system may write checkpoints or a feature map
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchSettings:
+        d = json.loads(text)
+        return cls(**{**d, "hparams": Hparams(**d.get("hparams", {}))})
+
+
+@dataclass
+class SystemSpec:
+    """One system to measure, e.g. `mmctr/din@bf16`, `deepctr-torch/din`, `fuxictr/din`."""
+
+    system: str
+    family: str  # "mmctr" or one of PEERS
+    model: str
+    variant: str = ""
+    python: str = ""  # the interpreter its subprocess runs in
+
+    @classmethod
+    def parse(cls, name: str, python: str = "") -> SystemSpec:
+        family, sep, rest = name.partition("/")
+        if not sep or not rest:
+            raise ValueError(f"system {name!r}: expected FAMILY/MODEL[@VARIANT], e.g. mmctr/din@bf16")
+        model, _, variant = rest.partition("@")
+        if family != "mmctr" and family not in PEERS:
+            raise ValueError(f"system {name!r}: unknown family {family!r}; known: mmctr, {', '.join(PEERS)}")
+        if variant and variant not in VARIANTS:
+            raise ValueError(f"system {name!r}: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        if family != "mmctr" and (model != "din" or variant):
+            raise ValueError(f"system {name!r}: peers are measured as {family}/din only")
+        return cls(system=name, family=family, model=model, variant=variant, python=python)
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=float))

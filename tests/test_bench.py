@@ -1,0 +1,133 @@
+"""`mmctr bench`: a tiny end-to-end run writes well-formed records, a table and a plot; peers that are
+not installed are skipped with a reason. No wall-clock time is asserted anywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmctr.bench.harness import resolve_systems
+from mmctr.bench.plot import pareto_front
+from mmctr.bench.spec import SystemSpec
+from mmctr.cli import main
+from mmctr.errors import ConfigError
+
+REQUIRED = (
+    "system",
+    "model",
+    "params",
+    "train_samples_per_s",
+    "infer_p50_ms",
+    "infer_p99_ms",
+    "peak_rss_mb",
+    "valid_auc",
+)
+FINITE = (
+    "params",
+    "ckpt_mb",
+    "train_samples_per_s",
+    "train_step_ms",
+    "infer_p50_ms",
+    "infer_p99_ms",
+    "batch_rows_per_s",
+    "peak_rss_mb",
+    "valid_auc",
+    "train_gflop_per_step",
+    "achieved_gflops",
+    "peak_gflops",
+    "pct_of_peak",
+)
+TINY_ARGS = [
+    "--epochs", "1",
+    "--batch-size", "256",
+    "--warmup-steps", "1",
+    "--timed-steps", "2",
+    "--candidates", "10",
+    "--requests", "5",
+    "--warmup-requests", "2",
+    "--eval-batch-size", "512",
+    "--matmul-n", "128",
+]  # fmt: skip
+
+
+def _check_records(out: Path, systems: set[str]) -> list[dict]:
+    records = json.loads((out / "bench.json").read_text())
+    assert isinstance(records, list) and {r["system"] for r in records} == systems
+    for r in records:
+        for key in REQUIRED:
+            assert key in r, f"{r['system']}: {key} missing"
+        for key in FINITE:
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (
+                f"{r['system']}: {key}={r[key]!r}"
+            )
+        assert r["params"] > 0 and r["train_samples_per_s"] > 0 and r["peak_rss_mb"] > 0
+        assert 0.0 <= r["valid_auc"] <= 1.0
+        assert 0 < r["infer_p50_ms"] <= r["infer_p99_ms"]
+        assert r["infer_threads"] == 1 and r["candidates"] == 10
+        assert r["precision"] in ("fp32", "bf16") and r["torch"] and r["cpu"]
+        if r["precision"] == "fp32":  # one request and the batch path agree on the same row
+            assert r["request_vs_batch_max_diff"] < 1e-4
+    md = (out / "bench.md").read_text()
+    for r in records:
+        assert f"`{r['system']}`" in md
+    png = out / "auc_latency.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return records
+
+
+def test_tiny_bench_writes_records_table_and_plot(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    rc = main(
+        ["bench", "--data", str(tiny_data), "--models", "din", "--peers", "--out", str(out), *TINY_ARGS]
+    )
+    assert rc == 0
+    (rec,) = _check_records(out, {"mmctr/din"})
+    assert rec["model"] == "din" and rec["family"] == "mmctr"
+    assert rec["train_steps_timed"] == 2 and rec["epochs"] == 1
+    machine = json.loads((out / "machine.json").read_text())
+    assert {(m["dtype"], m["threads"]) for m in machine["matmul"]} >= {("fp32", 1), ("bf16", 1)}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fuxictr") is not None, reason="fuxictr is installed here")
+def test_peer_not_installed_is_skipped_with_reason() -> None:
+    specs, skipped = resolve_systems(["din"], ["fuxictr"], {"fuxictr": sys.executable})
+    assert [s.system for s in specs] == ["mmctr/din"]
+    assert skipped[0]["system"] == "fuxictr/din" and "not installed" in skipped[0]["reason"]
+
+
+def test_system_names() -> None:
+    s = SystemSpec.parse("mmctr/din@bf16")
+    assert (s.family, s.model, s.variant) == ("mmctr", "din", "bf16")
+    assert SystemSpec.parse("deepctr-torch/din").family == "deepctr-torch"
+    for bad in ("din", "mmctr/din@fp16", "deepctr-torch/qin", "other/din"):
+        with pytest.raises(ValueError):
+            SystemSpec.parse(bad)
+    with pytest.raises(ConfigError, match="unknown model"):
+        resolve_systems(["no_such_model"], [])
+
+
+def test_pareto_front() -> None:
+    # (p99 ms, AUC): the slow-and-worse point and the dominated middle point are off the front
+    pts = [(1.0, 0.70), (2.0, 0.80), (3.0, 0.75), (5.0, 0.60), (8.0, 0.85)]
+    assert pareto_front(pts) == [0, 1, 4]
+
+
+@pytest.mark.slow
+def test_bench_with_installed_peers(tiny_data: Path, tmp_path: Path) -> None:
+    """The same tiny run with every peer that is installed (deepctr-torch here, FuxiCTR in its venv)."""
+    from mmctr.bench.harness import find_python
+
+    peers = [p for p in ("deepctr-torch", "fuxictr") if find_python(p)[1] is None]
+    if not peers:
+        pytest.skip("no peer installed")
+    out = tmp_path / "bench"
+    args = ["bench", "--data", str(tiny_data), "--models", "din", "--peers", *peers, "--out", str(out)]
+    assert main([*args, *TINY_ARGS]) == 0
+    records = _check_records(out, {"mmctr/din", *(f"{p}/din" for p in peers)})
+    ours = next(r for r in records if r["system"] == "mmctr/din")
+    assert set(ours["vs"]) == {f"{p}/din" for p in peers}
