@@ -124,7 +124,7 @@ def test_history_is_read_through_the_right_mask(name: str, items: ItemTable, spl
     # Only the amount of left padding changes: outputs must not.
     more = torch.cat([torch.zeros(N_ROWS, 5, dtype=batch.hist.dtype), batch.hist], dim=1)
     torch.testing.assert_close(predict(model, with_hist(batch, more)), out, rtol=1e-4, atol=1e-5)
-    for r in range(6):  # each row alone, trimmed to its own length: no padding in that batch
+    for r in range(N_ROWS):  # each row alone, trimmed to its own length: no padding at all
         one = make_batch(split, slice(r, r + 1))
         assert bool((one.hist > 0).all())
         torch.testing.assert_close(predict(model, one), out[r : r + 1], rtol=1e-4, atol=1e-5)
@@ -179,3 +179,17 @@ def test_unknown_config_key_is_named(name: str, tmp_path: Path) -> None:
     path.write_text(f"model: {name}\nmodel_params:\n  embedding_dim: 8\n  hidden_unitz: [4]\n")
     with pytest.raises(ConfigError, match="hidden_unitz"):
         resolve_run_config(name, config_file=path)
+
+
+def test_by_length_restores_row_order(split: SplitArrays) -> None:
+    from mmctr.models.layers import by_length
+
+    hist = make_batch(split, slice(0, N_ROWS)).hist
+    target = torch.arange(N_ROWS)
+
+    def encode(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        assert bool((h > 0).any(dim=0).all()), "a group kept a column that is padding in every row"
+        return torch.stack([(h > 0).sum(1), h[:, -1], t], dim=1)  # length, most recent, row id
+
+    out = by_length(encode, hist, target, edges=(4, 8))
+    torch.testing.assert_close(out, torch.stack([(hist > 0).sum(1), hist[:, -1], target], dim=1))

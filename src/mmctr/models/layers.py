@@ -3,6 +3,7 @@ network, squeeze-excitation. Small parts first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -257,19 +258,49 @@ def left_pad_to(hist: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(hist, (missing, 0)) if missing > 0 else hist
 
 
-def padded_history(items: ItemEncoder, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Item vectors of a left-padded history in the (B, L, D) layout, and its padding mask.
+def padded_history(
+    encode: Callable[[torch.Tensor], torch.Tensor], hist: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors of a left-padded history in the (B, L, E) layout, and its padding mask.
 
-    Returns (keys, pad): keys (B, L, D) holds the encoded item at real positions and exact zeros at
-    padding (ItemEncoder maps id 0 to a non-zero vector: the projection bias, the level embeddings);
-    pad (B, L) is True where there is NO item. Only real positions are encoded.
+    `encode` maps item ids (P,) to vectors (P, E) (an ItemEncoder, maybe followed by a projection)
+    and runs on the real positions only. Returns (x, pad): x (B, L, E) holds encode(id) at real
+    positions and exact zeros at padding (ItemEncoder maps id 0 to a non-zero vector: the projection
+    bias, the level embeddings); pad (B, L) is True where there is NO item.
     """
     pad = hist == 0  # (B, L) True = padding
     rows, cols = (~pad).nonzero(as_tuple=True)
-    x = items(hist[rows, cols])  # (P, D)
-    keys = x.new_zeros(hist.shape[0], hist.shape[1], x.shape[-1])  # (B, L, D)
-    keys[rows, cols] = x
-    return keys, pad
+    x = encode(hist[rows, cols])  # (P, E)
+    out = x.new_zeros(hist.shape[0], hist.shape[1], x.shape[-1])  # (B, L, E)
+    out[rows, cols] = x
+    return out, pad
+
+
+def by_length(
+    encode: Callable[..., torch.Tensor],
+    hist: torch.Tensor,
+    *per_row: torch.Tensor,
+    edges: tuple[int, ...] = (4, 8, 16, 32),
+) -> torch.Tensor:
+    """encode(hist_part, *per_row_parts) → (b, E), run on groups of rows of similar history length,
+    each group's hist trimmed to its own longest row; results come back in the original row order.
+
+    A batch is as wide as its longest history (64 here, while the typical one is 6), so a sequence
+    model run on the whole (B, L) layout spends most of its time on padding. The result is the same
+    as one call on the whole batch as long as `encode` does not depend on the amount of left padding,
+    which tests/test_models.py checks for every model.
+    """
+    lengths = (hist > 0).sum(dim=1)  # (B,)
+    group = torch.bucketize(lengths, torch.tensor(edges, device=hist.device))  # (B,)
+    order, parts = [], []
+    for g in group.unique().tolist():
+        idx = (group == g).nonzero().squeeze(1)  # (b,)
+        width = max(int(lengths[idx].max()), 1)
+        parts.append(encode(hist[idx, hist.shape[1] - width :], *(t[idx] for t in per_row)))
+        order.append(idx)
+    where = torch.empty_like(lengths)
+    where[torch.cat(order)] = torch.arange(len(lengths), device=hist.device)
+    return torch.cat(parts)[where]  # (B, E)
 
 
 def attention_mask(pad: torch.Tensor, causal: bool = False) -> torch.Tensor:
@@ -323,7 +354,11 @@ class TransformerBlock(nn.Module):
         B, L, D = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, D/H) each
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D/H)
+        # Written out rather than F.scaled_dot_product_attention: for these short sequences and
+        # narrow heads the CPU flash kernel's backward is several times slower than two bmm's.
+        s = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (B, H, L, L)
+        w = s.masked_fill(~mask, float("-inf")).softmax(dim=-1)  # every row allows >= 1 key
+        a = w.to(v.dtype) @ v  # (B, H, L, D/H)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, D)))
         return x + self.drop(self.ffn(self.norm2(x)))  # (B, L, D)
 

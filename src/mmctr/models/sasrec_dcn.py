@@ -27,6 +27,7 @@ from mmctr.models.layers import (
     TransformerBlock,
     UserEmbedding,
     attention_mask,
+    by_length,
     padded_history,
 )
 
@@ -70,8 +71,8 @@ class SASRecDCN(nn.Module):
 
     def user_vector(self, hist: torch.Tensor) -> torch.Tensor:
         """hist (B, L) left-padded ids → (B, D), the transformer output at the most recent item."""
-        keys, pad = padded_history(self.items, hist)  # (B, L, D), (B, L) True = padding
-        x = keys + self.positions(hist.shape[1])  # (B, L, D)
+        x, pad = padded_history(self.items, hist)  # (B, L, D), (B, L) True = padding
+        x = x + self.positions(hist.shape[1])  # (B, L, D)
         mask = attention_mask(pad, causal=self.cfg.causal)  # (B, 1, L, L)
         for block in self.blocks:
             x = block(x, mask)
@@ -80,13 +81,12 @@ class SASRecDCN(nn.Module):
         return user.masked_fill(pad[:, -1:], 0.0)  # a row without history (min length is 3) gets 0
 
     def forward(self, batch: Batch) -> torch.Tensor:
+        # The user vector ignores the target: compute it once per distinct history (a 100-candidate
+        # request has one), in groups of similar length.
+        uniq, inverse = torch.unique(batch.hist, dim=0, return_inverse=True)
+        user = by_length(self.user_vector, uniq)[inverse]  # (B, D)
         target = self.items(batch.item_id)  # (B, D)
-        fields = [
-            self.user_vector(batch.hist),
-            target,
-            self.likes_emb(batch.likes),
-            self.views_emb(batch.views),
-        ]
+        fields = [user, target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
         if self.user_emb is not None:
             fields.append(self.user_emb(batch.user_id))
         x0 = torch.cat(fields, dim=-1)  # (B, in_dim)

@@ -30,6 +30,7 @@ from mmctr.models.layers import (
     TransformerBlock,
     UserEmbedding,
     attention_mask,
+    by_length,
     left_pad_to,
     padded_history,
 )
@@ -63,7 +64,10 @@ class TransformerDCN(nn.Module):
         self.likes_emb = nn.Embedding(N_LEVELS, d)
         self.views_emb = nn.Embedding(N_LEVELS, d)
         self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
-        self.token = nn.Linear(2 * D, cfg.d_model)
+        # One Linear over [history item, target] split in two: W[h, t] = W_h h + W_t t, so the history
+        # part runs on real positions only and the target part once per row. Same maths and parameters.
+        self.token_hist = nn.Linear(D, cfg.d_model, bias=False)
+        self.token_target = nn.Linear(D, cfg.d_model)
         self.positions = RecentPositions(SEQ_LEN, cfg.d_model) if cfg.positions else None
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.d_model, cfg.n_heads, cfg.ffn_dim, cfg.transformer_dropout)
@@ -79,9 +83,9 @@ class TransformerDCN(nn.Module):
     def encode_history(self, hist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """hist (B, L) ids, target (B, D) → the last_k outputs and the max-pool, (B, (k+1)·d_model)."""
         hist = left_pad_to(hist, self.cfg.last_k)
-        keys, pad = padded_history(self.items, hist)  # (B, L, D), (B, L) True = padding
-        B, L, _ = keys.shape
-        x = self.token(torch.cat([keys, target.unsqueeze(1).expand(-1, L, -1)], dim=-1))  # (B, L, M)
+        x, pad = padded_history(lambda ids: self.token_hist(self.items(ids)), hist)  # (B, L, M), (B, L)
+        B, L, _ = x.shape
+        x = x + self.token_target(target).unsqueeze(1)  # (B, L, M): every token sees the target
         if self.positions is not None:
             x = x + self.positions(L)
         mask = attention_mask(pad)  # (B, 1, L, L)
@@ -99,7 +103,7 @@ class TransformerDCN(nn.Module):
         fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
         if self.user_emb is not None:
             fields.append(self.user_emb(batch.user_id))
-        fields.append(self.encode_history(batch.hist, target))
+        fields.append(by_length(self.encode_history, batch.hist, target))  # (B, (k+1)·M)
         x0 = torch.cat(fields, dim=-1)  # (B, in_dim)
         h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
         return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
