@@ -1,0 +1,78 @@
+"""The fast paths of the shared layers compute the same maths as the plain definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmctr.config import resolve_run_config
+from mmctr.data.reader import ItemTable
+from mmctr.models.layers import BankDropout, TargetAttention, pack
+from mmctr.serving import request_batch
+from mmctr.training.run_dir import build_model
+
+
+def _naive_attention(
+    att: TargetAttention, q: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """DIN attention as usually written: an MLP over [q, k, q-k, q*k] at every padded slot, masked."""
+    B, L, D = keys.shape
+    qq = q.unsqueeze(1).expand(B, L, D)
+    x = torch.cat([qq, keys, qq - keys, qq * keys], dim=-1)  # (B, L, 4D)
+    h = torch.relu(att.first(x))
+    s = att.out(att.rest(h)).squeeze(-1)  # (B, L)
+    s = s * mask
+    return (s.unsqueeze(-1) * keys).sum(1)  # (B, D)
+
+
+def test_split_packed_attention_equals_concat_mlp():
+    torch.manual_seed(0)
+    att = TargetAttention(8, (16, 4)).eval()
+    B, L = 5, 7
+    hist = torch.randint(1, 50, (B, L))
+    hist[0, :4] = 0  # left padding
+    hist[3, :6] = 0
+    keys_table = torch.randn(50, 8)
+    keys_table[0] = 0
+    q = torch.randn(B, 8)
+    p = pack(hist)
+    fast = att(q, keys_table[p.ids], p.rows)
+    slow = _naive_attention(att, q, keys_table[hist], (hist > 0).float())
+    assert torch.allclose(fast, slow, atol=1e-5)
+    # one history shared by all rows: the request path
+    shared = att.forward_shared(q, keys_table[hist[1]])
+    slow1 = _naive_attention(att, q, keys_table[hist[1]].expand(B, L, 8), torch.ones(B, L))
+    assert torch.allclose(shared, slow1, atol=1e-5)
+
+
+def test_din_request_path_equals_batch_path():
+    rng = np.random.default_rng(0)
+    n = 60
+    items = ItemTable(
+        rng.integers(0, 20, (n, 5)).astype(np.int32),
+        rng.normal(size=(n, 128)).astype(np.float32),
+        rng.integers(0, 11, n),
+        rng.integers(0, 11, n),
+    )
+    items.tags[0] = 0
+    items.emb[0] = 0
+    model = build_model(resolve_run_config("din"), items).eval()
+    batch = request_batch(
+        np.array([0, 0, 5, 9, 3]), rng.integers(1, n, 30), rng.integers(0, 11, 30), rng.integers(0, 11, 30)
+    )
+    with torch.inference_mode():
+        assert torch.allclose(model(batch), model.forward_request(batch), atol=1e-5)
+
+
+def test_bank_dropout_keeps_expectation_and_varies_by_row():
+    torch.manual_seed(0)
+    drop = BankDropout(0.25, bank_rows=512)
+    x = torch.ones(4000, 64)
+    y = drop(x)
+    assert abs(y.mean().item() - 1.0) < 0.02  # inverted dropout keeps the mean
+    assert abs((y == 0).float().mean().item() - 0.25) < 0.02
+    assert not torch.equal(y[0], y[1]) or not torch.equal(y[1], y[2])  # rows get different masks
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert isinstance(nn.Sequential(drop), nn.Module)
