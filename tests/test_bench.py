@@ -52,6 +52,7 @@ TINY_ARGS = [
     "--warmup-requests", "2",
     "--eval-batch-size", "512",
     "--matmul-n", "128",
+    "--max-train-rows", "1024",
 ]  # fmt: skip
 
 

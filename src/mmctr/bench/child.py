@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     log(f"loading {settings.data}")
     data = load_dataset(settings.data, max_len=settings.hparams.max_len, splits=("train", "valid"))
+    if 0 < settings.max_train_rows < len(data["train"]):
+        import numpy as np
+
+        data.splits["train"] = data["train"].take(np.arange(settings.max_train_rows))
     log(f"building the {spec.family} adapter")
     system = ADAPTERS[spec.family](spec, data, settings)
     rec: dict[str, Any] = {

@@ -47,6 +47,7 @@ class BenchSettings:
     eval_batch_size: int = 8192  # batch throughput on the valid split
     seed: int = 2025
     threads: int = 0  # training / batch-scoring threads; 0 = torch's default
+    max_train_rows: int = 0  # > 0: only the first rows of train (quick runs, tests); 0 = all
     work_dir: str = ""  # where a system may write checkpoints or a feature map
 
     def to_json(self) -> str:

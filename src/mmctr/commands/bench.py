@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--eval-batch-size", type=int, default=8192, help="batch for scoring the valid split")
     p.add_argument("--threads", type=int, default=0, help="training/batch threads (default: torch's default)")
     p.add_argument("--seed", type=int, default=2025)
+    p.add_argument(
+        "--max-train-rows", type=int, default=0, help="use only the first rows of train (quick runs)"
+    )
     p.add_argument("--repeats", type=int, default=1, help="processes per system; timings are their medians")
     p.add_argument("--matmul-n", type=int, default=2048, help="matrix side for the machine's matmul rate")
     p.add_argument("--timeout", type=float, help="seconds after which one system's process is killed")
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size,
         seed=args.seed,
         threads=args.threads,
+        max_train_rows=args.max_train_rows,
     )
     records = run_bench(
         settings,
