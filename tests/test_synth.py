@@ -55,8 +55,14 @@ def test_split_files_layout(tiny: tuple[Path, dict]) -> None:
     for name in SPLITS:
         table = pq.read_table(lay.split(name))
         assert tuple(table.column_names) == SPLIT_COLUMNS
-        assert _types(lay.split(name)) == {"user_id": I64, "item_seq": pa.list_(I64), "item_id": I64,
-                                           "likes_level": I64, "views_level": I64, "label": F64}
+        assert _types(lay.split(name)) == {
+            "user_id": I64,
+            "item_seq": pa.list_(I64),
+            "item_id": I64,
+            "likes_level": I64,
+            "views_level": I64,
+            "label": F64,
+        }
         assert table.num_rows == n_rows[name]
         seq = _matrix(table["item_seq"], SEQ_LEN)
         real = seq > 0
@@ -80,8 +86,11 @@ def test_item_files_layout(tiny: tuple[Path, dict]) -> None:
     lay = Layout(root)
     info = pq.read_table(lay.item_info)
     assert tuple(info.column_names) == ITEM_INFO_COLUMNS
-    assert _types(lay.item_info) == {"item_id": I64, "item_tags": pa.list_(I64),
-                                     "item_emb_d128": pa.list_(pa.float32())}
+    assert _types(lay.item_info) == {
+        "item_id": I64,
+        "item_tags": pa.list_(I64),
+        "item_emb_d128": pa.list_(pa.float32()),
+    }
     assert info.num_rows == TINY.n_items + 1
     assert (info["item_id"].to_numpy() == np.arange(TINY.n_items + 1)).all()
     tags, emb = _matrix(info["item_tags"], TAGS_LEN), _matrix(info["item_emb_d128"], EMB_DIM)
@@ -93,8 +102,13 @@ def test_item_files_layout(tiny: tuple[Path, dict]) -> None:
 
     feat = pq.read_table(lay.item_feature)
     assert tuple(feat.column_names) == ITEM_FEATURE_COLUMNS
-    assert _types(lay.item_feature) == {"item_id": I64, "item_title": pa.string(), "item_tags": pa.list_(I64),
-                                        "likes_level": I64, "views_level": I64}
+    assert _types(lay.item_feature) == {
+        "item_id": I64,
+        "item_title": pa.string(),
+        "item_tags": pa.list_(I64),
+        "likes_level": I64,
+        "views_level": I64,
+    }
     assert (feat["item_id"].to_numpy() == np.arange(1, TINY.n_items + 1)).all()
     assert (_matrix(feat["item_tags"], TAGS_LEN) == tags[1:]).all()
     titles = feat["item_title"].to_pylist()
@@ -184,7 +198,9 @@ def test_same_seed_same_bytes_other_seed_differs(tiny: tuple[Path, dict], tmp_pa
     assert len(first) == 7 and first == second  # 6 data files + truth/click_probability
     for name in ("1.jpg", f"{TINY.n_items}.jpg"):
         assert (root / "item_images" / name).read_bytes() == (again / "item_images" / name).read_bytes()
-    assert (root / "truth" / "test_labels.csv").read_bytes() == (again / "truth" / "test_labels.csv").read_bytes()
+    assert (root / "truth" / "test_labels.csv").read_bytes() == (
+        again / "truth" / "test_labels.csv"
+    ).read_bytes()
     other = tmp_path / "other"
     generate(other, scale="tiny", seed=1, images=False, progress=False)
     third = _parquet_bytes(other)
@@ -211,3 +227,15 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert main(["synth", "--scale", "tiny", "--seed", "3", "--out", str(out), "--no-images"]) == 0
     assert Layout(out).item_info.exists()
     assert main(["synth", "--scale", "tiny", "--out", str(out), "--no-images"]) == 2  # refuses: not empty
+
+
+def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmctr.data.synth.generator as gen
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gen, "write_item_seq", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate(tmp_path / "data", scale="tiny", images=False, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -11,8 +11,12 @@ from mmctr.data.synth.config import SCALES
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="generate MMCTR-format data with a known ground truth")
-    p.add_argument("--scale", default="small", choices=list(SCALES),
-                   help="tiny: tests (seconds); small: the demo; full: the real challenge's counts")
+    p.add_argument(
+        "--scale",
+        default="small",
+        choices=list(SCALES),
+        help="tiny: tests (seconds); small: the demo; full: the real challenge's counts",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="data root to write (must not exist or be empty)")
     p.add_argument("--no-images", action="store_true", help="skip the cover images (item_images/)")
@@ -24,7 +28,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from mmctr.data.synth import generate
 
-    summary = generate(args.out, scale=args.scale, seed=args.seed, images=not args.no_images,
-                       overwrite=args.overwrite, workers=args.workers)
+    summary = generate(
+        args.out,
+        scale=args.scale,
+        seed=args.seed,
+        images=not args.no_images,
+        overwrite=args.overwrite,
+        workers=args.workers,
+    )
     print(json.dumps(summary, indent=2))
     return 0

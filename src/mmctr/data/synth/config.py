@@ -20,14 +20,29 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # Tests use tiny: it must generate in a second or two.
-    "tiny": Scale(n_items=400, n_users=600, n_train=4_000, n_valid=1_000, n_test=1_000,
-                  n_tags=200, image_size=32),
+    "tiny": Scale(
+        n_items=400, n_users=600, n_train=4_000, n_valid=1_000, n_test=1_000, n_tags=200, image_size=32
+    ),
     # The demo: a DIN trains on it in a few minutes on a CPU.
-    "small": Scale(n_items=6_000, n_users=40_000, n_train=300_000, n_valid=10_000, n_test=20_000,
-                   n_tags=1_500, image_size=64),
+    "small": Scale(
+        n_items=6_000,
+        n_users=40_000,
+        n_train=300_000,
+        n_valid=10_000,
+        n_test=20_000,
+        n_tags=1_500,
+        image_size=64,
+    ),
     # The real challenge's counts (item_info has 91,718 rows, tag ids up to 11,739).
-    "full": Scale(n_items=91_717, n_users=1_000_000, n_train=3_600_000, n_valid=10_000, n_test=379_142,
-                  n_tags=11_740, image_size=48),
+    "full": Scale(
+        n_items=91_717,
+        n_users=1_000_000,
+        n_train=3_600_000,
+        n_valid=10_000,
+        n_test=379_142,
+        n_tags=11_740,
+        image_size=48,
+    ),
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ from mmctr.data.schema import SEQ_LEN, Layout
 from mmctr.data.synth import world as W
 from mmctr.data.synth.config import SCALES, WorldParams
 from mmctr.data.synth.images import write_images
-from mmctr.data.synth.writer import write_item_feature, write_item_info, write_item_seq, write_split, write_truth
+from mmctr.data.synth.writer import (
+    write_item_feature,
+    write_item_info,
+    write_item_seq,
+    write_split,
+    write_truth,
+)
 from mmctr.errors import MMCTRError
 
 N_STEPS = 8
@@ -28,8 +33,11 @@ N_STEPS = 8
 
 def _history_stats(length: np.ndarray) -> dict[str, float]:
     return {
-        "min": int(length.min()), "median": float(np.median(length)), "mean": round(float(length.mean()), 3),
-        "p99": float(np.percentile(length, 99)), "max": int(length.max()),
+        "min": int(length.min()),
+        "median": float(np.median(length)),
+        "mean": round(float(length.mean()), 3),
+        "p99": float(np.percentile(length, 99)),
+        "max": int(length.max()),
         "share_at_max_len": round(float((length >= SEQ_LEN).mean()), 6),
     }
 
@@ -39,7 +47,9 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise MMCTRError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MMCTRError(f"{out}: directory exists and is not empty; choose another --out or pass --overwrite")
+        raise MMCTRError(
+            f"{out}: directory exists and is not empty; choose another --out or pass --overwrite"
+        )
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)  # left by an earlier crashed run of this very process id
@@ -47,19 +57,32 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     return tmp
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.is_dir():
-        # Move the old directory aside first so that `out` is never a mix of old and new files.
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
+def _move_into_place(tmp: Path, out: Path) -> Path | None:
+    """Rename tmp to out; an existing out is first moved aside (returned, for the caller to
+    delete), so that `out` is never a mix of old and new files."""
+    if not out.is_dir():
         tmp.rename(out)
-        shutil.rmtree(old)
-    else:
+        return None
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    out.rename(old)
+    try:
         tmp.rename(out)
+    except OSError:
+        old.rename(out)  # put the previous data back
+        raise
+    return old
 
 
-def generate(out: Path, scale: str = "small", seed: int = 0, images: bool = True, overwrite: bool = False,
-             params: WorldParams | None = None, workers: int = 2, progress: bool = True) -> dict[str, Any]:
+def generate(
+    out: Path,
+    scale: str = "small",
+    seed: int = 0,
+    images: bool = True,
+    overwrite: bool = False,
+    params: WorldParams | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write a synthetic MMCTR data set with a known click model under `out` and return its
     summary (counts, positive rates, oracle AUCs, seconds); the same summary is in truth/world.json."""
     if scale not in SCALES:
@@ -112,13 +135,16 @@ def generate(out: Path, scale: str = "small", seed: int = 0, images: bool = True
             target[name] = W.draw_targets(users, u, warm, hist_keys, items.n, params, rng)
             if name != "train":  # cold items are only ever valid/test targets
                 is_cold = rng.random(len(u)) < params.cold_target_share
-                target[name][is_cold] = W.draw_targets(users, u[is_cold], cold, hist_keys, items.n, params, rng)
+                target[name][is_cold] = W.draw_targets(
+                    users, u[is_cold], cold, hist_keys, items.n, params, rng
+                )
         del hist_keys
 
         begin("click model: true probabilities and labels")
         window = users.window(params.hist_window)
-        parts = {name: W.logit_parts(items, users, window, rows[name], target[name], params, rng)
-                 for name in rows}
+        parts = {
+            name: W.logit_parts(items, users, window, rows[name], target[name], params, rng) for name in rows
+        }
         del window
         b0 = W.calibrate_b0(np.concatenate([parts[n].logit(params) for n in rows]), params.positive_rate)
         prob = {name: W.sigmoid(parts[name].logit(params, b0)) for name in rows}
@@ -126,7 +152,8 @@ def generate(out: Path, scale: str = "small", seed: int = 0, images: bool = True
 
         begin("writing split files")
         for name in rows:
-            written = label[name] if name != "test" else np.zeros(len(rows[name]))  # test label is meaningless
+            # As in the real data, the test file's label column is meaningless: all zeros.
+            written = label[name] if name != "test" else np.zeros(len(rows[name]))
             write_split(lay.split(name), items, users, rows[name], target[name], written)
 
         begin("writing item_info, item_feature, item_seq")
@@ -139,9 +166,13 @@ def generate(out: Path, scale: str = "small", seed: int = 0, images: bool = True
         summary: dict[str, Any] = {
             "scale": scale,
             "seed": seed,
-            "counts": {"items": items.n, "users": users.n, "tags": size.n_tags,
-                       **{f"{n}_rows": len(rows[n]) for n in rows},
-                       "cold_items": int(items.cold.sum())},
+            "counts": {
+                "items": items.n,
+                "users": users.n,
+                "tags": size.n_tags,
+                **{f"{n}_rows": len(rows[n]) for n in rows},
+                "cold_items": int(items.cold.sum()),
+            },
             "positive_rate": {n: round(float(label[n].mean()), 5) for n in rows},
             "mean_click_probability": {n: round(float(prob[n].mean()), 5) for n in rows},
             "oracle_valid_auc": round(W.auc(valid_y, prob["valid"]), 5),
@@ -155,19 +186,25 @@ def generate(out: Path, scale: str = "small", seed: int = 0, images: bool = True
             "scale_config": asdict(size),
             "images": images,
             "user_overlap": "valid/test rows draw users from the same population as train: "
-                            "every user has at least one train row and one fixed history",
+            "every user has at least one train row and one fixed history",
             "cold_item_ids": np.flatnonzero(items.cold).tolist(),
         }
         write_truth(lay.truth_dir, label["test"], prob["valid"], prob["test"], summary)
-        _move_into_place(tmp, out)
+        old = _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        # Deleting ~92k old covers can take minutes on a busy disk; the new data is already in place.
+        log(f"removing the previous data set (moved aside to {old})")
+        shutil.rmtree(old)
 
     summary = {k: v for k, v in summary.items() if k != "cold_item_ids"}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     summary["out"] = str(out)
-    log(f"done: {out}  positive rate train {summary['positive_rate']['train']:.3f}, "
+    log(
+        f"done: {out}  positive rate train {summary['positive_rate']['train']:.3f}, "
         f"oracle valid AUC {summary['oracle_valid_auc']:.4f} "
-        f"(history-free {summary['history_free_oracle_valid_auc']:.4f})")
+        f"(history-free {summary['history_free_oracle_valid_auc']:.4f})"
+    )
     return summary

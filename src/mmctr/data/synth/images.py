@@ -100,21 +100,30 @@ def draw_cover(look: Look, size: int, rng: np.random.Generator) -> Image.Image:
 def _write_chunk(task: tuple[str, int, int, int, np.ndarray, np.ndarray]) -> int:
     folder, size, seed, n_styles, ids, styles = task
     looks = style_looks(n_styles)
-    for item_id, style in zip(ids.tolist(), styles.tolist()):
+    for item_id, style in zip(ids.tolist(), styles.tolist(), strict=True):
         rng = np.random.default_rng([seed, _IMAGE_SALT, item_id])
         img = draw_cover(looks[style], size, rng)
         img.save(image_path(Path(folder), item_id), format="JPEG", quality=90)
     return len(ids)
 
 
-def write_images(folder: Path, style: np.ndarray, size: int, seed: int, n_styles: int,
-                 workers: int = 2, log: Callable[[str], None] | None = None) -> None:
+def write_images(
+    folder: Path,
+    style: np.ndarray,
+    size: int,
+    seed: int,
+    n_styles: int,
+    workers: int = 2,
+    log: Callable[[str], None] | None = None,
+) -> None:
     """Write item_images/<item_id>.jpg for items 1..n (style is indexed by item_id, row 0 unused)."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = np.arange(1, len(style))
     chunk = 2_000
-    tasks = [(str(folder), size, seed, n_styles, ids[i : i + chunk], style[ids[i : i + chunk]])
-             for i in range(0, len(ids), chunk)]
+    tasks = [
+        (str(folder), size, seed, n_styles, ids[i : i + chunk], style[ids[i : i + chunk]])
+        for i in range(0, len(ids), chunk)
+    ]
     if workers <= 1 or len(tasks) <= 2:
         for task in tasks:
             _write_chunk(task)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+# fmt: off
 TOPIC_WORDS: dict[str, tuple[str, ...]] = {
     "cooking": ("recipe", "kitchen", "noodles", "bake", "dumplings", "soup", "chef", "spicy", "bread",
                 "sauce", "fried", "rice", "dessert", "oven", "garlic", "steak", "breakfast", "cake"),
@@ -85,6 +86,7 @@ FILLER_WORDS: tuple[str, ...] = (
     "my", "today", "best", "video", "new", "vlog", "first", "time", "the", "ultimate", "easy", "quick",
     "day", "with", "and", "how", "to", "top", "ten", "amazing", "part", "try", "week", "episode",
 )
+# fmt: on
 
 TOPIC_NAMES: tuple[str, ...] = tuple(TOPIC_WORDS)
 N_TOPICS = len(TOPIC_NAMES)

@@ -91,8 +91,9 @@ class PoolSampler:
     n_styles: int
 
     @classmethod
-    def build(cls, ids: np.ndarray, topic: np.ndarray, style: np.ndarray, pop: np.ndarray,
-              n_styles: int) -> PoolSampler:
+    def build(
+        cls, ids: np.ndarray, topic: np.ndarray, style: np.ndarray, pop: np.ndarray, n_styles: int
+    ) -> PoolSampler:
         cell = topic[ids] * n_styles + style[ids]
         sort = np.argsort(cell, kind="stable")
         order, cell = ids[sort], cell[sort]
@@ -100,8 +101,10 @@ class PoolSampler:
         cells = np.arange(N_TOPICS * n_styles)
         topics = np.arange(N_TOPICS) * n_styles
         return cls(
-            order=order, cum=cum,
-            cell_lo=np.searchsorted(cell, cells, "left"), cell_hi=np.searchsorted(cell, cells, "right"),
+            order=order,
+            cum=cum,
+            cell_lo=np.searchsorted(cell, cells, "left"),
+            cell_hi=np.searchsorted(cell, cells, "right"),
             topic_lo=np.searchsorted(cell, topics, "left"),
             topic_hi=np.searchsorted(cell, topics + n_styles, "left"),
             n_styles=n_styles,
@@ -176,8 +179,9 @@ def _make_tags(topic: np.ndarray, scale: Scale, params: WorldParams, rng: np.ran
     block_pop = np.concatenate([1.0 / np.arange(1, len(b) + 1) ** 0.8 for b in blocks])
     # A sampler over tag positions whose "topic" is the tag's block and popularity a Zipf weight.
     zeros = np.zeros(len(vocab), np.int64)
-    tag_sampler = PoolSampler.build(ids=np.arange(len(vocab)), topic=block_of, style=zeros, pop=block_pop,
-                                    n_styles=1)
+    tag_sampler = PoolSampler.build(
+        ids=np.arange(len(vocab)), topic=block_of, style=zeros, pop=block_pop, n_styles=1
+    )
     flat_tags = np.concatenate(blocks)
     n_tags = rng.choice(np.arange(1, TAGS_LEN + 1), size=n, p=[0.15, 0.25, 0.25, 0.2, 0.15])
     slot_topic = np.repeat(topic, TAGS_LEN)
@@ -221,10 +225,18 @@ def make_items(scale: Scale, params: WorldParams, protos: Prototypes, rng: np.ra
         return np.concatenate([np.full((1, *x.shape[1:]), fill, dtype=x.dtype), x])
 
     return Items(
-        topic=pad(topic), style=pad(style), latent=pad(latent.astype(np.float32)),
-        log_pop=pad(log_pop), pop_z=pad((log_pop - log_pop.mean()) / log_pop.std()),
-        quality=pad(quality), views_level=pad(views), likes_level=pad(likes), tags=pad(tags),
-        emb=pad(emb.astype(np.float32)), cold=pad(cold, False), titles=titles,
+        topic=pad(topic),
+        style=pad(style),
+        latent=pad(latent.astype(np.float32)),
+        log_pop=pad(log_pop),
+        pop_z=pad((log_pop - log_pop.mean()) / log_pop.std()),
+        quality=pad(quality),
+        views_level=pad(views),
+        likes_level=pad(likes),
+        tags=pad(tags),
+        emb=pad(emb.astype(np.float32)),
+        cold=pad(cold, False),
+        titles=titles,
     )
 
 
@@ -266,8 +278,9 @@ class Users:
         return win
 
 
-def make_users(scale: Scale, params: WorldParams, protos: Prototypes, warm: PoolSampler,
-               rng: np.random.Generator) -> Users:
+def make_users(
+    scale: Scale, params: WorldParams, protos: Prototypes, warm: PoolSampler, rng: np.random.Generator
+) -> Users:
     u = scale.n_users
     topic_pref = _concentrated(u, N_TOPICS, params.max_fav_topics, params.pref_floor, rng)
     style_pref = _concentrated(u, params.n_styles, params.max_fav_styles, params.pref_floor, rng)
@@ -281,16 +294,30 @@ def make_users(scale: Scale, params: WorldParams, protos: Prototypes, warm: Pool
     topic_cum, style_cum = np.cumsum(topic_pref, axis=1), np.cumsum(style_pref, axis=1)
     # Cold items are absent from warm's pool, so they never appear in any history.
     items = warm.by_taste(_draw_rows(topic_cum, slot_user, rng), _draw_rows(style_cum, slot_user, rng), rng)
-    return Users(topic_cum=topic_cum, style_cum=style_cum, vector=vector, activity=activity,
-                 hist_offsets=offsets, hist_items=items)
+    return Users(
+        topic_cum=topic_cum,
+        style_cum=style_cum,
+        vector=vector,
+        activity=activity,
+        hist_offsets=offsets,
+        hist_items=items,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Split rows: (user, target) pairs
 
 
-def draw_targets(users: Users, rows: np.ndarray, pool: PoolSampler, hist_keys: np.ndarray, n_items: int,
-                 params: WorldParams, rng: np.random.Generator, retries: int = 8) -> np.ndarray:
+def draw_targets(
+    users: Users,
+    rows: np.ndarray,
+    pool: PoolSampler,
+    hist_keys: np.ndarray,
+    n_items: int,
+    params: WorldParams,
+    rng: np.random.Generator,
+    retries: int = 8,
+) -> np.ndarray:
     """A target item for each row's user: from the user's taste with probability
     pref_target_share, else by popularity; redrawn (a few times) while it is already in the user's
     history, since a target is something the user has not clicked yet."""
@@ -338,16 +365,29 @@ class LogitParts:
     noise: np.ndarray  # per-row noise
 
     def logit(self, params: WorldParams, b0: float = 0.0) -> np.ndarray:
-        return (b0 + params.a_match * self.match + params.a_hist * self.hist + params.a_pop * self.pop
-                + self.quality + self.noise)
+        return (
+            b0
+            + params.a_match * self.match
+            + params.a_hist * self.hist
+            + params.a_pop * self.pop
+            + self.quality
+            + self.noise
+        )
 
     def history_free(self, params: WorldParams) -> np.ndarray:
         """The logit of an oracle that knows the item and the noise but nothing about the user."""
         return params.a_pop * self.pop + self.quality + self.noise
 
 
-def logit_parts(items: Items, users: Users, window: np.ndarray, rows: np.ndarray, target: np.ndarray,
-                params: WorldParams, rng: np.random.Generator) -> LogitParts:
+def logit_parts(
+    items: Items,
+    users: Users,
+    window: np.ndarray,
+    rows: np.ndarray,
+    target: np.ndarray,
+    params: WorldParams,
+    rng: np.random.Generator,
+) -> LogitParts:
     match = np.empty(len(rows))
     hist = np.empty(len(rows))
     for lo in range(0, len(rows), CHUNK):
@@ -359,8 +399,13 @@ def logit_parts(items: Items, users: Users, window: np.ndarray, rows: np.ndarray
         score = np.where(win > 0, params.beta * sim, -np.inf)
         w = np.exp(score - score.max(axis=1, keepdims=True))
         hist[lo : lo + CHUNK] = (w * sim).sum(axis=1) / w.sum(axis=1)
-    return LogitParts(match=match, hist=hist, pop=items.pop_z[target], quality=items.quality[target],
-                      noise=rng.normal(0.0, params.logit_noise, size=len(rows)))
+    return LogitParts(
+        match=match,
+        hist=hist,
+        pop=items.pop_z[target],
+        quality=items.quality[target],
+        noise=rng.normal(0.0, params.logit_noise, size=len(rows)),
+    )
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

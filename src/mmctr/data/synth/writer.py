@@ -28,10 +28,16 @@ from mmctr.data.synth.world import Items, Users
 ROW_GROUP = 1 << 17
 COMPRESSION = "zstd"
 
-SPLIT_SCHEMA = pa.schema([
-    ("user_id", pa.int64()), ("item_seq", pa.list_(pa.int64())), ("item_id", pa.int64()),
-    ("likes_level", pa.int64()), ("views_level", pa.int64()), ("label", pa.float64()),
-])
+SPLIT_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("item_seq", pa.list_(pa.int64())),
+        ("item_id", pa.int64()),
+        ("likes_level", pa.int64()),
+        ("views_level", pa.int64()),
+        ("label", pa.float64()),
+    ]
+)
 assert tuple(SPLIT_SCHEMA.names) == SPLIT_COLUMNS
 
 
@@ -58,64 +64,89 @@ def padded_histories(users: Users, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_split(path: Path, items: Items, users: Users, rows: np.ndarray, target: np.ndarray,
-                label: np.ndarray) -> None:
+def write_split(
+    path: Path, items: Items, users: Users, rows: np.ndarray, target: np.ndarray, label: np.ndarray
+) -> None:
     """One split file, built one row group at a time so the padded (n, 100) history matrix of a
     3.6M-row split never exists in memory at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(path, SPLIT_SCHEMA, compression=COMPRESSION) as writer:
         for lo in range(0, max(len(rows), 1), ROW_GROUP):
             u, t = rows[lo : lo + ROW_GROUP], target[lo : lo + ROW_GROUP]
-            table = pa.Table.from_arrays([
-                pa.array(u + 1, pa.int64()),  # user_id = user index + 1
-                _fixed_lists(padded_histories(users, u), SEQ_LEN),
-                pa.array(t, pa.int64()),
-                pa.array(items.likes_level[t], pa.int64()),
-                pa.array(items.views_level[t], pa.int64()),
-                pa.array(label[lo : lo + ROW_GROUP], pa.float64()),
-            ], schema=SPLIT_SCHEMA)
+            table = pa.Table.from_arrays(
+                [
+                    pa.array(u + 1, pa.int64()),  # user_id = user index + 1
+                    _fixed_lists(padded_histories(users, u), SEQ_LEN),
+                    pa.array(t, pa.int64()),
+                    pa.array(items.likes_level[t], pa.int64()),
+                    pa.array(items.views_level[t], pa.int64()),
+                    pa.array(label[lo : lo + ROW_GROUP], pa.float64()),
+                ],
+                schema=SPLIT_SCHEMA,
+            )
             writer.write_table(table, row_group_size=ROW_GROUP)
 
 
 def write_item_info(path: Path, items: Items) -> None:
-    table = pa.Table.from_arrays([
-        pa.array(np.arange(items.n + 1), pa.int64()),
-        _fixed_lists(items.tags, TAGS_LEN),
-        _fixed_lists(items.emb.astype(np.float32), EMB_DIM),
-    ], names=list(ITEM_INFO_COLUMNS))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(np.arange(items.n + 1), pa.int64()),
+            _fixed_lists(items.tags, TAGS_LEN),
+            _fixed_lists(items.emb.astype(np.float32), EMB_DIM),
+        ],
+        names=list(ITEM_INFO_COLUMNS),
+    )
     _write(table, path)
 
 
 def write_item_feature(path: Path, items: Items) -> None:
-    table = pa.Table.from_arrays([
-        pa.array(np.arange(1, items.n + 1), pa.int64()),
-        pa.array(items.titles, pa.string()),
-        _fixed_lists(items.tags[1:], TAGS_LEN),
-        pa.array(items.likes_level[1:], pa.int64()),
-        pa.array(items.views_level[1:], pa.int64()),
-    ], names=list(ITEM_FEATURE_COLUMNS))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(np.arange(1, items.n + 1), pa.int64()),
+            pa.array(items.titles, pa.string()),
+            _fixed_lists(items.tags[1:], TAGS_LEN),
+            pa.array(items.likes_level[1:], pa.int64()),
+            pa.array(items.views_level[1:], pa.int64()),
+        ],
+        names=list(ITEM_FEATURE_COLUMNS),
+    )
     _write(table, path)
 
 
 def write_item_seq(path: Path, users: Users) -> None:
     """One row per user, in user_id order, with the unpadded history (most recent last)."""
-    table = pa.Table.from_arrays([
-        pa.array(np.arange(1, users.n + 1), pa.int64()),
-        pa.ListArray.from_arrays(pa.array(users.hist_offsets.astype(np.int32)), pa.array(users.hist_items)),
-    ], names=list(ITEM_SEQ_COLUMNS))
+    table = pa.Table.from_arrays(
+        [
+            pa.array(np.arange(1, users.n + 1), pa.int64()),
+            pa.ListArray.from_arrays(
+                pa.array(users.hist_offsets.astype(np.int32)), pa.array(users.hist_items)
+            ),
+        ],
+        names=list(ITEM_SEQ_COLUMNS),
+    )
     _write(table, path)
 
 
-def write_truth(truth_dir: Path, test_label: np.ndarray, valid_p: np.ndarray, test_p: np.ndarray,
-                world: dict[str, Any]) -> None:
+def write_truth(
+    truth_dir: Path, test_label: np.ndarray, valid_p: np.ndarray, test_p: np.ndarray, world: dict[str, Any]
+) -> None:
     truth_dir.mkdir(parents=True, exist_ok=True)
     ids = np.arange(len(test_label))
-    np.savetxt(truth_dir / "test_labels.csv", np.stack([ids, test_label.astype(np.int64)], axis=1),
-               fmt="%d", delimiter=",", header="ID,label", comments="")
-    table = pa.Table.from_arrays([
-        pa.array(["valid"] * len(valid_p) + ["test"] * len(test_p), pa.string()),
-        pa.array(np.concatenate([np.arange(len(valid_p)), np.arange(len(test_p))]), pa.int64()),
-        pa.array(np.concatenate([valid_p, test_p]), pa.float64()),
-    ], names=["split", "row", "p"])
+    np.savetxt(
+        truth_dir / "test_labels.csv",
+        np.stack([ids, test_label.astype(np.int64)], axis=1),
+        fmt="%d",
+        delimiter=",",
+        header="ID,label",
+        comments="",
+    )
+    table = pa.Table.from_arrays(
+        [
+            pa.array(["valid"] * len(valid_p) + ["test"] * len(test_p), pa.string()),
+            pa.array(np.concatenate([np.arange(len(valid_p)), np.arange(len(test_p))]), pa.int64()),
+            pa.array(np.concatenate([valid_p, test_p]), pa.float64()),
+        ],
+        names=["split", "row", "p"],
+    )
     _write(table, truth_dir / "click_probability.parquet")
     (truth_dir / "world.json").write_text(json.dumps(world, indent=2) + "\n")
