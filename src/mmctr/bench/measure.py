@@ -181,6 +181,15 @@ def checkpoint_mb(system: System) -> tuple[float, float]:
         return sum(f.stat().st_size for f in files) / 2**20, weights.stat().st_size / 2**20
 
 
+def auc_standard_error(a: float, labels: np.ndarray) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC on this many positives and negatives: the
+    sampling noise of the valid set alone, to read AUC differences against."""
+    n1 = float((labels > 0.5).sum())
+    n2 = float(labels.size - n1)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return float(np.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)))
+
+
 def peak_rss_mb() -> float:
     # ru_maxrss is in kilobytes on Linux (bytes on macOS)
     import sys
@@ -225,9 +234,11 @@ def measure(system: System, data: Dataset, settings: BenchSettings, log=print) -
     if settings.measure_auc:
         rec["valid_auc"] = auc(valid.label, p)
         rec["valid_logloss"] = logloss(valid.label, p)
+        rec["valid_auc_se"] = auc_standard_error(rec["valid_auc"], valid.label)
     else:
         rec["valid_auc"] = float("nan")
         rec["valid_logloss"] = float("nan")
+        rec["valid_auc_se"] = float("nan")
 
     rec["ckpt_mb"], rec["weights_mb"] = checkpoint_mb(system)
 

@@ -14,6 +14,10 @@ def _num(x: Any, fmt: str = ",.0f") -> str:
     return format(x, fmt)
 
 
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def table(records: list[dict[str, Any]]) -> str:
     head = (
         "| system | precision | params | ckpt MB (weights) | train samples/s | step ms (data + compute) "
@@ -35,7 +39,8 @@ def table(records: list[dict[str, Any]]) -> str:
                     _num(r["infer_p99_ms"], ".2f"),
                     _num(r["batch_rows_per_s"]),
                     _num(r["peak_rss_mb"]),
-                    _num(r["valid_auc"], ".4f"),
+                    _num(r["valid_auc"], ".4f")
+                    + (f" ± {r['valid_auc_se']:.4f}" if _finite(r.get("valid_auc_se")) else ""),
                     _num(r["achieved_gflops"], ".1f"),
                     _num(r["pct_of_peak"], ".1f"),
                 ]
@@ -92,7 +97,8 @@ def write_markdown(records: list[dict[str, Any]], machine: MachineInfo, meta: di
         f"Timings are medians over {meta.get('repeats', 1)} process(es) per system; AUC from the first. "
         "Params: trainable parameters. Ckpt MB: everything the system saves (ours: a run directory "
         "that includes the item table the model looks up; the peers read theirs from input files), "
-        "in brackets the learned-weights file alone.",
+        "in brackets the learned-weights file alone. Valid AUC ± its Hanley–McNeil standard error "
+        "on this valid set (sampling noise of the valid rows, not of the training seed).",
         "",
         "## Ratios (same run, same data, same hyperparameters)",
         "",
