@@ -19,5 +19,5 @@ def run(args: argparse.Namespace) -> int:
             .strip()
             .split("\n")[0]
         )
-        print(f"{name:14s} {doc}\n{'':14s} defaults: {default_config_path(name)}")
+        print(f"{name:16s} {doc}\n{'':16s} defaults: {default_config_path(name)}")
     return 0
