@@ -8,6 +8,7 @@ of mmctr's environment.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{spec.system}] {msg}", flush=True)
 
     t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]  # others' jobs on the machine, recorded beside the timings
     log(f"loading {settings.data}")
     data = load_dataset(settings.data, max_len=settings.hparams.max_len, splits=("train", "valid"))
     if 0 < settings.max_train_rows < len(data["train"]):
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": settings.hparams.batch_size,
             "hparams": vars(settings.hparams),
             "child_seconds": time.perf_counter() - t0,
+            "load_avg_start": load_start,
+            "load_avg_end": os.getloadavg()[0],
         }
     )
     write_json(out, rec)

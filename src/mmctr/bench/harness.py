@@ -180,6 +180,22 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def wait_for_quiet(max_load: float, max_wait: float, log: Callable[[str], None]) -> float:
+    """Wait (up to `max_wait` s) until the 1-minute load average is below `max_load`, so that a
+    timing does not share the cores with someone else's job; return the load average at the end."""
+    load = os.getloadavg()[0]
+    if max_load <= 0 or load < max_load:
+        return load
+    log(f"  waiting for the 1-min load average ({load:.2f}) to fall below {max_load}")
+    t0 = time.monotonic()
+    while load >= max_load and time.monotonic() - t0 < max_wait:
+        time.sleep(15)
+        load = os.getloadavg()[0]
+    if load >= max_load:
+        log(f"  still {load:.2f} after {max_wait:.0f} s; measuring anyway (recorded in the record)")
+    return load
+
+
 def run_child(
     spec: SystemSpec,
     settings: BenchSettings,
@@ -233,6 +249,8 @@ def aggregate(runs: list[dict[str, Any]], machine: MachineInfo) -> dict[str, Any
     for k in TIMING_KEYS:
         rec[k] = statistics.median(r[k] for r in runs)
     rec["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    # at the start only: by the end the average includes this system's own threads
+    rec["load_avg_max"] = max(r["load_avg_start"] for r in runs)
     peak = machine.peak_gflops(rec["precision"], rec["train_threads"])
     rec["peak_gflops"] = peak
     rec["pct_of_peak"] = 100.0 * rec["achieved_gflops"] / peak if peak else float("nan")
@@ -268,6 +286,8 @@ def run_bench(
     pythons: dict[str, str | None] | None = None,
     matmul_n: int = 2048,
     timeout: float | None = None,
+    max_load: float = 0.0,
+    max_wait: float = 1800.0,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
@@ -281,6 +301,7 @@ def run_bench(
     specs, skipped = resolve_systems(models, list(peers), pythons)
     for s in skipped:
         log(f"skipping {s['system']}: {s['reason']}")
+    wait_for_quiet(max_load, max_wait, log)
     machine = measure_machine(out, matmul_n, log)
 
     records: list[dict[str, Any]] = []
@@ -291,6 +312,7 @@ def run_bench(
             # the first run also trains for AUC; repeats re-time only
             s = dataclasses.replace(settings, measure_auc=i == 0)
             log(f"{spec.system}: run {i + 1}/{repeats}{' (timing only)' if i else ''}")
+            wait_for_quiet(max_load, max_wait, log)
             result = run_child(spec, s, out / "runs", f"{slug}.{i}", log, timeout)
             if isinstance(result, str):
                 log(f"{spec.system} failed: {result}")

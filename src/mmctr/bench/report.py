@@ -109,6 +109,18 @@ def write_markdown(records: list[dict[str, Any]], machine: MachineInfo, meta: di
         *[f"- `{r['system']}`: {r['inputs']}" for r in records],
         "",
     ]
+    busy = [r for r in records if r.get("load_avg_max", 0) >= 1.0]
+    if busy:
+        parts += [
+            "## Caution: shared machine",
+            "",
+            *[
+                f"- `{r['system']}` started while the 1-min load average was up to "
+                f"{r['load_avg_max']:.1f}: other jobs shared the cores, its timings are pessimistic."
+                for r in busy
+            ],
+            "",
+        ]
     if meta.get("skipped"):
         parts += ["## Skipped", "", *[f"- `{s['system']}`: {s['reason']}" for s in meta["skipped"]], ""]
     return "\n".join(parts)

@@ -57,6 +57,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="processes per system; timings are their medians")
     p.add_argument("--matmul-n", type=int, default=2048, help="matrix side for the machine's matmul rate")
     p.add_argument("--timeout", type=float, help="seconds after which one system's process is killed")
+    p.add_argument(
+        "--max-load",
+        type=float,
+        default=0.0,
+        help="before each process, wait until the 1-min load average is below this (0: do not wait)",
+    )
+    p.add_argument("--max-wait", type=float, default=1800.0, help="longest wait for --max-load, seconds")
     p.add_argument("--deepctr-python", help="interpreter with deepctr-torch (env MMCTR_DEEPCTR_PYTHON)")
     p.add_argument(
         "--fuxictr-python",
@@ -101,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         pythons={"deepctr-torch": args.deepctr_python, "fuxictr": args.fuxictr_python},
         matmul_n=args.matmul_n,
         timeout=args.timeout,
+        max_load=args.max_load,
+        max_wait=args.max_wait,
         command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     print((args.out / "bench.md").read_text())
