@@ -58,6 +58,29 @@ def _version(family: str) -> str:
         return "unknown"
 
 
+def _code_state() -> dict[str, Any]:
+    """The commit the measured code came from, and whether mmctr's sources differed from it (others
+    may be changing the models while a long benchmark runs)."""
+    import subprocess
+
+    import mmctr
+
+    src = Path(mmctr.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "--", str(src)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return {"git_commit": "", "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": bool(dirty)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
@@ -91,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "family": spec.family,
         "model": spec.model,
         "variant": spec.variant,
+        **_code_state(),
     }
     rec.update(measure(system, data, settings, log=log))
     rec.update(
