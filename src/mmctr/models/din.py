@@ -48,17 +48,16 @@ class DIN(nn.Module):
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(self.dnn.out_dim, 1)
 
-    def user_state(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """What depends on the user alone: the packed history's item vectors and their rows."""
-        p = pack(batch.hist)
-        return self.items(p.ids), p.rows  # (P, D), (P,)
-
     def forward(self, batch: Batch) -> torch.Tensor:
-        target = self.items(batch.item_id)  # (B, D)
+        B = batch.item_id.shape[0]
+        p = pack(batch.hist)  # real history positions only
+        # Every distinct item of the batch (targets and history) is encoded once.
+        uniq, inv = torch.unique(torch.cat([batch.item_id, p.ids]), return_inverse=True)
+        table = self.items.encode(uniq)  # (U, D)
+        target = table.index_select(0, inv[:B])  # (B, D)
         fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
         if self.cfg.use_history:
-            keys, rows = self.user_state(batch)
-            fields.append(self.attention(target, keys, rows))  # (B, D)
+            fields.append(self.attention(target, table, p.rows, key_index=inv[B:]))  # (B, D)
         if self.user_emb is not None:
             fields.append(self.user_emb(batch.user_id))
         h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)

@@ -111,6 +111,12 @@ class ItemEncoder(nn.Module):
             nn.init.normal_(self.tag_emb.weight, std=1e-2)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Item vectors for `ids` of any shape. Each distinct id is encoded once: a batch's
+        histories repeat the same items many times."""
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        return self.encode(uniq).index_select(0, inv.reshape(-1)).reshape(*ids.shape, self.out_dim)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
         parts = [self.id_emb(ids), self.proj(self.item_emb[ids])]  # (..., d) each
         if self.tag_emb is not None:
             tags = self.item_tags[ids]  # (..., 5)
@@ -175,18 +181,30 @@ class TargetAttention(nn.Module):
         self.softmax = softmax
         self.dim = dim
 
-    def scores(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """q (B, D) targets; k (P, D) packed history items; rows (P,) → (P,) raw scores."""
+    def scores(
+        self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, key_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """q (B, D) targets; k (P, D) packed history items; rows (P,) → (P,) raw scores.
+        With `key_index` (P,), k is a table of distinct items (U, D) and position p's key is
+        k[key_index[p]]: the key part of the first layer is then computed once per distinct item."""
         wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)  # (H, D) each
         hq = F.linear(q, wq + wd, self.first.bias)  # (B, H)
-        hk = F.linear(k, wk - wd)  # (P, H)
+        hk = F.linear(k, wk - wd)  # (P, H) or (U, H)
+        if key_index is not None:
+            hk = hk.index_select(0, key_index)  # (P, H)
+            k = k.index_select(0, key_index)  # (P, D)
         hp = F.linear(q.index_select(0, rows) * k, wp)  # (P, H)
         h = self.drop(F.relu(hq.index_select(0, rows) + hk + hp))
         return self.out(self.rest(h)).squeeze(-1)  # (P,)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Pooled history (B, D) for targets q (B, D) and packed keys k (P, D) of batch rows `rows`."""
-        s = self.scores(q, k, rows)  # (P,)
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, key_index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Pooled history (B, D) for targets q (B, D) and packed keys k (P, D) of batch rows `rows`
+        (or distinct keys k (U, D) and `key_index`, as in `scores`)."""
+        s = self.scores(q, k, rows, key_index)  # (P,)
+        if key_index is not None:
+            k = k.index_select(0, key_index)  # (P, D)
         if self.softmax:
             s = _segment_softmax(s, rows, q.shape[0])
         pooled = q.new_zeros(q.shape[0], k.shape[1])
@@ -280,7 +298,7 @@ def by_length(
     encode: Callable[..., torch.Tensor],
     hist: torch.Tensor,
     *per_row: torch.Tensor,
-    edges: tuple[int, ...] = (4, 8, 16, 32),
+    edges: tuple[int, ...] = (4, 6, 8, 12, 16, 24, 32, 48),
 ) -> torch.Tensor:
     """encode(hist_part, *per_row_parts) → (b, E), run on groups of rows of similar history length,
     each group's hist trimmed to its own longest row; results come back in the original row order.
