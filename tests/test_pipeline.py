@@ -107,7 +107,7 @@ def test_same_seed_same_result(tiny_data: Path, tmp_path: Path):
     from mmctr.data.reader import load_dataset
     from mmctr.training.loop import train
 
-    cfg = resolve_run_config("din", _fast_config(tmp_path, epochs=1))
+    cfg = resolve_run_config("din", _fast_config(tmp_path, epochs=1, max_steps=3))
     data = load_dataset(tiny_data, max_len=cfg.train.max_len, splits=("train", "valid"))
     a = train(cfg, data, progress=False, log=lambda *_: None).metrics["valid_auc"]
     b = train(cfg, data, progress=False, log=lambda *_: None).metrics["valid_auc"]

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -34,10 +33,10 @@ def build_model(cfg: RunConfig, items: ItemTable) -> nn.Module:
 
 def _items_tensors(items: ItemTable) -> dict[str, torch.Tensor]:
     return {
-        "tags": torch.from_numpy(np.ascontiguousarray(items.tags)),
-        "emb": torch.from_numpy(np.ascontiguousarray(items.emb)),
-        "likes": torch.from_numpy(np.ascontiguousarray(items.likes)),
-        "views": torch.from_numpy(np.ascontiguousarray(items.views)),
+        "tags": torch.tensor(items.tags),
+        "emb": torch.tensor(items.emb),
+        "likes": torch.tensor(items.likes),
+        "views": torch.tensor(items.views),
     }
 
 
