@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmctr.config import RunConfig, TrainConfig, resolve_run_config
@@ -181,15 +182,17 @@ def test_unknown_config_key_is_named(name: str, tmp_path: Path) -> None:
         resolve_run_config(name, config_file=path)
 
 
-def test_by_length_restores_row_order(split: SplitArrays) -> None:
-    from mmctr.models.layers import by_length
+def test_length_groups_lay_out_and_restore_rows(split: SplitArrays) -> None:
+    from mmctr.models.layers import LengthGroups
 
     hist = make_batch(split, slice(0, N_ROWS)).hist
-    target = torch.arange(N_ROWS)
-
-    def encode(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        assert bool((h > 0).any(dim=0).all()), "a group kept a column that is padding in every row"
-        return torch.stack([(h > 0).sum(1), h[:, -1], t], dim=1)  # length, most recent, row id
-
-    out = by_length(encode, hist, target, edges=(4, 8))
-    torch.testing.assert_close(out, torch.stack([(hist > 0).sum(1), hist[:, -1], target], dim=1))
+    groups = LengthGroups(hist, edges=(4, 8), min_width=5)
+    assert len(groups.groups) == 3
+    packed = groups.ids.float().unsqueeze(-1)  # (P, 1): each real position carries its own id
+    for g in groups.groups:
+        assert g.width >= 5 and bool((~g.pad).any(dim=0)[-1])
+        expect = F.pad(hist[g.rows], (max(g.width - MAX_LEN, 0), 0))[:, -g.width :]
+        torch.testing.assert_close(g.layout(packed).squeeze(-1), expect.float())
+        torch.testing.assert_close(g.pad, expect == 0)
+    rows = groups.gather([g.rows for g in groups.groups])
+    torch.testing.assert_close(rows, torch.arange(N_ROWS))

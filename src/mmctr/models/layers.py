@@ -3,7 +3,6 @@ network, squeeze-excitation. Small parts first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -266,59 +265,60 @@ class SqueezeExcitation(nn.Module):
 # padded histories: what sequence models (transformers) need, built from the packed item vectors
 
 
-def left_pad_to(hist: torch.Tensor, width: int) -> torch.Tensor:
-    """`hist` (B, L) with zero columns added on the left until it is at least `width` wide.
+@dataclass
+class LengthGroup:
+    """Rows of a batch whose histories all fit in their last `width` columns."""
 
-    Batch.hist is trimmed to the longest real history in the batch, so a model that reads a fixed
-    number of trailing positions needs them to exist; added columns are padding like any other.
+    rows: torch.Tensor  # (b,) batch rows
+    width: int
+    pad: torch.Tensor  # (b, width) True = padding
+    positions: torch.Tensor  # (p,) which of the batch's packed real positions belong to these rows
+    at: tuple[torch.Tensor, torch.Tensor]  # (p,), (p,): their row and column in the (b, width) layout
+
+    def layout(self, packed: torch.Tensor) -> torch.Tensor:
+        """packed (P, E), one vector per real position of the batch → (b, width, E), zeros at padding
+        (ItemEncoder maps id 0 to a non-zero vector, so padding is never encoded)."""
+        out = packed.new_zeros(len(self.rows), self.width, packed.shape[-1])
+        return out.index_put(self.at, packed.index_select(0, self.positions))
+
+
+class LengthGroups:
+    """A left-padded history (B, L) cut into groups of rows of similar length, for sequence models.
+
+    A batch is as wide as its longest history (64 here, while the typical one holds 6 items), so a
+    transformer over the whole (B, L) layout spends most of its time on padding. Each group is as
+    wide as its own longest row (at least `min_width`). The real positions are listed once, row-major
+    like pack(), in `ids`: items are encoded once per batch, then each group lays out its rows.
+    Splitting changes nothing as long as a row's output does not depend on how much left padding it
+    carries, which tests/test_models.py checks for every model.
     """
-    missing = width - hist.shape[1]
-    return F.pad(hist, (missing, 0)) if missing > 0 else hist
 
+    def __init__(
+        self, hist: torch.Tensor, edges: tuple[int, ...] = (4, 6, 8, 12, 16, 24, 32, 48), min_width: int = 1
+    ):
+        real = hist > 0  # (B, L)
+        rows, cols = real.nonzero(as_tuple=True)  # (P,) each
+        self.ids = hist[rows, cols]  # (P,)
+        lengths = real.sum(dim=1)  # (B,)
+        group = torch.bucketize(lengths, torch.tensor(edges, device=hist.device))  # (B,)
+        local = torch.empty_like(lengths)  # each row's index inside its group
+        L = hist.shape[1]
+        self.groups: list[LengthGroup] = []
+        for g in group.unique().tolist():
+            idx = (group == g).nonzero().squeeze(1)  # (b,)
+            width = max(int(lengths[idx].max()), min_width)
+            local[idx] = torch.arange(len(idx), device=hist.device)
+            positions = (group[rows] == g).nonzero().squeeze(1)  # (p,)
+            at = (local[rows[positions]], cols[positions] - (L - width))
+            part = F.pad(hist[idx], (max(width - L, 0), 0))[:, -width:]  # (b, width)
+            self.groups.append(LengthGroup(idx, width, part == 0, positions, at))
 
-def padded_history(
-    encode: Callable[[torch.Tensor], torch.Tensor], hist: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vectors of a left-padded history in the (B, L, E) layout, and its padding mask.
-
-    `encode` maps item ids (P,) to vectors (P, E) (an ItemEncoder, maybe followed by a projection)
-    and runs on the real positions only. Returns (x, pad): x (B, L, E) holds encode(id) at real
-    positions and exact zeros at padding (ItemEncoder maps id 0 to a non-zero vector: the projection
-    bias, the level embeddings); pad (B, L) is True where there is NO item.
-    """
-    pad = hist == 0  # (B, L) True = padding
-    rows, cols = (~pad).nonzero(as_tuple=True)
-    x = encode(hist[rows, cols])  # (P, E)
-    out = x.new_zeros(hist.shape[0], hist.shape[1], x.shape[-1])  # (B, L, E)
-    out[rows, cols] = x
-    return out, pad
-
-
-def by_length(
-    encode: Callable[..., torch.Tensor],
-    hist: torch.Tensor,
-    *per_row: torch.Tensor,
-    edges: tuple[int, ...] = (4, 6, 8, 12, 16, 24, 32, 48),
-) -> torch.Tensor:
-    """encode(hist_part, *per_row_parts) → (b, E), run on groups of rows of similar history length,
-    each group's hist trimmed to its own longest row; results come back in the original row order.
-
-    A batch is as wide as its longest history (64 here, while the typical one is 6), so a sequence
-    model run on the whole (B, L) layout spends most of its time on padding. The result is the same
-    as one call on the whole batch as long as `encode` does not depend on the amount of left padding,
-    which tests/test_models.py checks for every model.
-    """
-    lengths = (hist > 0).sum(dim=1)  # (B,)
-    group = torch.bucketize(lengths, torch.tensor(edges, device=hist.device))  # (B,)
-    order, parts = [], []
-    for g in group.unique().tolist():
-        idx = (group == g).nonzero().squeeze(1)  # (b,)
-        width = max(int(lengths[idx].max()), 1)
-        parts.append(encode(hist[idx, hist.shape[1] - width :], *(t[idx] for t in per_row)))
-        order.append(idx)
-    where = torch.empty_like(lengths)
-    where[torch.cat(order)] = torch.arange(len(lengths), device=hist.device)
-    return torch.cat(parts)[where]  # (B, E)
+    def gather(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """One result (b, ...) per group, in `groups` order → (B, ...) in batch row order."""
+        order = torch.cat([g.rows for g in self.groups])
+        where = torch.empty_like(order)
+        where[order] = torch.arange(len(order), device=order.device)
+        return torch.cat(parts).index_select(0, where)
 
 
 def attention_mask(pad: torch.Tensor, causal: bool = False) -> torch.Tensor:

@@ -23,12 +23,11 @@ from mmctr.models.layers import (
     CrossNetV2,
     FeatureConfig,
     ItemEncoder,
+    LengthGroups,
     RecentPositions,
     TransformerBlock,
     UserEmbedding,
     attention_mask,
-    by_length,
-    padded_history,
 )
 
 
@@ -69,22 +68,27 @@ class SASRecDCN(nn.Module):
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(in_dim + self.dnn.out_dim, 1)
 
-    def user_vector(self, hist: torch.Tensor) -> torch.Tensor:
-        """hist (B, L) left-padded ids → (B, D), the transformer output at the most recent item."""
-        x, pad = padded_history(self.items, hist)  # (B, L, D), (B, L) True = padding
-        x = x + self.positions(hist.shape[1])  # (B, L, D)
-        mask = attention_mask(pad, causal=self.cfg.causal)  # (B, 1, L, L)
+    def encode_group(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Item vectors x (b, w, D) of rows of similar length, pad (b, w) → user vectors (b, D)."""
+        x = x + self.positions(x.shape[1])  # (b, w, D)
+        mask = attention_mask(pad, causal=self.cfg.causal)  # (b, 1, w, w)
         for block in self.blocks:
             x = block(x, mask)
         # Left padding puts the most recent real item in the last column of every row that has one.
-        user = self.norm(x[:, -1])  # (B, D)
+        user = self.norm(x[:, -1])  # (b, D)
         return user.masked_fill(pad[:, -1:], 0.0)  # a row without history (min length is 3) gets 0
+
+    def user_vector(self, hist: torch.Tensor) -> torch.Tensor:
+        """hist (B, L) left-padded ids → (B, D), the transformer output at the most recent item."""
+        groups = LengthGroups(hist)
+        items = self.items(groups.ids)  # (P, D), real positions only
+        return groups.gather([self.encode_group(g.layout(items), g.pad) for g in groups.groups])
 
     def forward(self, batch: Batch) -> torch.Tensor:
         # The user vector ignores the target: compute it once per distinct history (a 100-candidate
         # request has one), in groups of similar length.
         uniq, inverse = torch.unique(batch.hist, dim=0, return_inverse=True)
-        user = by_length(self.user_vector, uniq)[inverse]  # (B, D)
+        user = self.user_vector(uniq)[inverse]  # (B, D)
         target = self.items(batch.item_id)  # (B, D)
         fields = [user, target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
         if self.user_emb is not None:

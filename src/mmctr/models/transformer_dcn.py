@@ -26,13 +26,11 @@ from mmctr.models.layers import (
     CrossNetV2,
     FeatureConfig,
     ItemEncoder,
+    LengthGroups,
     RecentPositions,
     TransformerBlock,
     UserEmbedding,
     attention_mask,
-    by_length,
-    left_pad_to,
-    padded_history,
 )
 
 
@@ -80,31 +78,37 @@ class TransformerDCN(nn.Module):
         self.head_mlp = MLP(in_dim + self.dnn.out_dim, cfg.head_hidden, dropout=cfg.net_dropout)
         self.head = nn.Linear(self.head_mlp.out_dim, 1)
 
-    def encode_history(self, hist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """hist (B, L) ids, target (B, D) → the last_k outputs and the max-pool, (B, (k+1)·d_model)."""
-        hist = left_pad_to(hist, self.cfg.last_k)
-        x, pad = padded_history(lambda ids: self.token_hist(self.items(ids)), hist)  # (B, L, M), (B, L)
-        B, L, _ = x.shape
-        x = x + self.token_target(target).unsqueeze(1)  # (B, L, M): every token sees the target
+    def encode_group(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Tokens x (b, w, M) of rows of similar length, pad (b, w) True = padding → the last_k
+        outputs and the max-pool over real positions, (b, (k+1)·M)."""
+        b, w, _ = x.shape
         if self.positions is not None:
-            x = x + self.positions(L)
-        mask = attention_mask(pad)  # (B, 1, L, L)
+            x = x + self.positions(w)
+        mask = attention_mask(pad)  # (b, 1, w, w)
         for block in self.blocks:
             x = block(x, mask)
-        x = self.norm(x).masked_fill(pad.unsqueeze(-1), 0.0)  # (B, L, M); padding outputs are zero
-        last = x[:, -self.cfg.last_k :].reshape(B, -1)  # (B, k·M), most recent position last
+        x = self.norm(x).masked_fill(pad.unsqueeze(-1), 0.0)  # (b, w, M); padding outputs are zero
+        last = x[:, -self.cfg.last_k :].reshape(b, -1)  # (b, k·M), most recent position last
         # Max over real positions only; a row without history (cannot happen: min length 3) gets 0.
-        pooled = x.masked_fill(pad.unsqueeze(-1), float("-inf")).amax(dim=1)  # (B, M)
+        pooled = x.masked_fill(pad.unsqueeze(-1), float("-inf")).amax(dim=1)  # (b, M)
         pooled = pooled.masked_fill(pad.all(dim=1, keepdim=True), 0.0)
         return torch.cat([last, pooled], dim=-1)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         target = self.items(batch.item_id)  # (B, D)
+        groups = LengthGroups(batch.hist, min_width=self.cfg.last_k)
+        hist_tok = self.token_hist(self.items(groups.ids))  # (P, M), real positions only
+        target_tok = self.token_target(target)  # (B, M): every token of a row sees its target
+        history = groups.gather(
+            [
+                self.encode_group(g.layout(hist_tok) + target_tok[g.rows].unsqueeze(1), g.pad)
+                for g in groups.groups
+            ]
+        )  # (B, (k+1)·M)
         fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
         if self.user_emb is not None:
             fields.append(self.user_emb(batch.user_id))
-        fields.append(by_length(self.encode_history, batch.hist, target))  # (B, (k+1)·M)
-        x0 = torch.cat(fields, dim=-1)  # (B, in_dim)
+        x0 = torch.cat([*fields, history], dim=-1)  # (B, in_dim)
         h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
         return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
 
