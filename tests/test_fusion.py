@@ -87,6 +87,12 @@ def test_pca_keeps_variance_and_is_deterministic():
     np.testing.assert_array_equal(p.components, again.components)  # signs fixed
     with pytest.raises(ConfigError, match="cannot reduce 10-d"):
         fit_pca(x, 11)
+    # fewer items than dimensions (the Gram-matrix path) agrees with an SVD
+    wide = (rng.normal(size=(40, 100)) * np.linspace(3, 0.1, 100)).astype(np.float32)
+    p = fit_pca(wide, 5)
+    _, sv, vt = np.linalg.svd(wide - wide.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(p.components @ vt[:5].T), np.eye(5), atol=1e-4)
+    assert p.variance_kept == pytest.approx((sv[:5] ** 2).sum() / (sv**2).sum(), rel=1e-4)
 
 
 @pytest.mark.parametrize("name", ["concat_pca", "pca_concat", "text", "image", "random", "provided"])

@@ -99,26 +99,35 @@ def _progress(total: int, desc: str, enabled: bool) -> tqdm:
     )
 
 
-def _cache_fill(
-    cache: EmbeddingCache | None, keys: list[bytes], rows: np.ndarray, matrix_rows: dict[int, np.ndarray]
-) -> np.ndarray:
-    """Look `keys` up; store hits in `matrix_rows[row]`; return the mask of misses."""
+class _Rows:
+    """The (n_rows, D) result, allocated once the first vectors (and so D) are known; vectors are
+    written straight to their item's row, so nothing is held twice."""
+
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
+        self.matrix: np.ndarray | None = None
+        self.present = np.zeros(n_rows, dtype=bool)
+
+    def set(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        if self.matrix is None:
+            self.matrix = np.zeros((self.n_rows, vecs.shape[1]), dtype=np.float32)
+        self.matrix[ids] = vecs
+        self.present[ids] = True
+
+    def result(self) -> np.ndarray:
+        return self.matrix if self.matrix is not None else np.zeros((self.n_rows, 0), dtype=np.float32)
+
+
+def _cache_fill(cache: EmbeddingCache | None, keys: list[bytes], ids: np.ndarray, rows: _Rows) -> np.ndarray:
+    """Look `keys` (the content of items `ids`) up; write hits to their rows; return the misses."""
     if cache is None or not keys:
         return np.ones(len(keys), dtype=bool)
     found, vecs = cache.lookup(keys)
     if vecs is not None:
-        for row, v in zip(rows[found], vecs, strict=True):
-            matrix_rows[int(row)] = v
+        rows.set(ids[found], vecs)
     return ~found
-
-
-def _assemble(n_rows: int, rows: dict[int, np.ndarray]) -> np.ndarray:
-    dim = len(next(iter(rows.values()))) if rows else 0
-    matrix = np.zeros((n_rows, dim), dtype=np.float32)
-    if rows:
-        ids = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
-        matrix[ids] = np.stack(list(rows.values()))
-    return matrix
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +149,7 @@ def encode_titles(
     ids = item_ids[have]
     texts = [titles[int(i)] or "" for i in ids]
     keys = [text_key(t) for t in texts]
-    rows: dict[int, np.ndarray] = {}
+    rows = _Rows(n_rows)
     miss = _cache_fill(cache, keys, ids, rows)
     stats.from_cache = int((~miss).sum())
 
@@ -172,20 +181,21 @@ def encode_titles(
     if cache is not None and pending_k:
         cache.put(pending_k, np.concatenate(pending_v))
     seconds = time.perf_counter() - t0
-    for row, k, m in zip(ids, keys, miss, strict=True):
-        if m:
-            rows[int(row)] = vec_by_key[k]
+    if uniq_keys:
+        rows.set(ids[miss], np.stack([vec_by_key[k] for k, m in zip(keys, miss, strict=True) if m]))
     stats.encoded = len(uniq_keys)
     stats.encode_seconds = seconds
     stats.items_per_s = len(uniq_keys) / seconds if uniq_keys else 0.0
 
-    matrix = _assemble(n_rows, rows)
-    present = np.zeros(n_rows, dtype=bool)
-    present[ids] = True
+    matrix, present = rows.result(), rows.present
     stats.dim = int(matrix.shape[1])
     missing = item_ids[~have]
     stats.missing = int(missing.size)
     stats.missing_ids = [int(i) for i in missing[:20]]
+    if not present[item_ids].any():
+        raise MMCTRError(
+            f"no item has a title ({stats.missing} of {len(item_ids)} missing); check item_feature.parquet"
+        )
     _fill_fallback(matrix, present, item_ids, fallback)
     return ModalityFeatures(matrix, present, stats, ids[miss])
 
@@ -231,7 +241,7 @@ def encode_images(
     ids_r = ids[readable]
     paths_r = [p for p, ok in zip(paths, readable, strict=True) if ok]
     keys = [d for d in digests if not isinstance(d, str)]
-    rows: dict[int, np.ndarray] = {}
+    rows = _Rows(n_rows)
     miss = _cache_fill(cache, keys, ids_r, rows)
     stats.from_cache = int((~miss).sum())
 
@@ -251,12 +261,11 @@ def encode_images(
             for p, err in errors.items():
                 unreadable[int(ids_r[todo[p]])] = err
             if pixels is not None:
-                vecs = encoder.encode(pixels)
-                for p, v in zip(ok_pos, vecs, strict=True):
-                    j = todo[p]
-                    rows[int(ids_r[j])] = v
-                    encoded.append(int(ids_r[j]))
-                    pending_k.append(keys[j])
+                vecs = encoder.encode(pixels)  # (B, D) for the decoded positions ok_pos
+                j = todo[ok_pos]
+                rows.set(ids_r[j], vecs)  # each vector to the row of its own item id
+                encoded.extend(ids_r[j].tolist())
+                pending_k.extend(keys[i] for i in j)
                 pending_v.append(vecs)
             if cache is not None and len(pending_k) >= _PUT_EVERY:
                 cache.put(pending_k, np.concatenate(pending_v))
@@ -270,9 +279,7 @@ def encode_images(
     stats.encode_seconds = seconds
     stats.items_per_s = len(encoded) / seconds if encoded else 0.0
 
-    matrix = _assemble(n_rows, rows)
-    present = np.zeros(n_rows, dtype=bool)
-    present[np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))] = True
+    matrix, present = rows.result(), rows.present
     stats.dim = int(matrix.shape[1])
     missing = item_ids[~have]
     stats.missing = int(missing.size)

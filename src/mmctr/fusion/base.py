@@ -22,6 +22,7 @@ class FusionOptions:
     coclick_lr: float = 2e-3
     coclick_temperature: float = 0.1
     coclick_logq: bool = True  # correct in-batch negatives for item popularity (sampled softmax)
+    coclick_bf16: bool = True  # bf16 autocast for the projection's matmuls (AMX CPUs: ~2x faster)
 
 
 @dataclass
@@ -71,10 +72,19 @@ def fit_pca(x: np.ndarray, k: int, what: str = "features") -> PCA:
         raise ConfigError(f"cannot reduce {d}-d {what} to {k} dimensions by PCA; choose --dim <= {d}")
     mean = x.mean(axis=0, dtype=np.float64)
     xc = (x - mean).astype(np.float32)
-    cov = (xc.T @ xc).astype(np.float64) / max(n - 1, 1)  # float32 matmul: fast; eigh in float64
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:k]
-    comps = vecs[:, order].T  # (k, D)
+    if n >= d:
+        cov = (xc.T @ xc).astype(np.float64) / max(n - 1, 1)  # float32 matmul: fast; eigh in float64
+        vals, vecs = np.linalg.eigh(cov)
+        order = np.argsort(vals)[::-1][:k]
+        comps = vecs[:, order].T  # (k, D)
+    else:
+        # Fewer items than dimensions: decompose the (n, n) Gram matrix instead of the (d, d)
+        # covariance; same eigenvalues, components recovered as xc.T @ u / sqrt(lambda).
+        gram = (xc @ xc.T).astype(np.float64) / max(n - 1, 1)
+        vals, u = np.linalg.eigh(gram)
+        order = np.argsort(vals)[::-1][:k]
+        scale = np.sqrt(np.maximum(vals[order], 1e-12) * max(n - 1, 1))
+        comps = (xc.T.astype(np.float64) @ u[:, order] / scale).T  # (k, D)
     flip = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
     comps *= flip[:, None]
     return PCA(

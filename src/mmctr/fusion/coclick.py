@@ -142,7 +142,8 @@ def coclick(inp: FusionInput, log=print) -> FusionResult:
         for s in range(steps_per_epoch):
             idx = perm[s * o.coclick_batch_size : (s + 1) * o.coclick_batch_size]
             ia, ib = torch.from_numpy(a[idx]), torch.from_numpy(b[idx])
-            za, zb = model(x_t[ia]), model(x_t[ib])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=o.coclick_bf16):
+                za, zb = model(x_t[ia]).float(), model(x_t[ib]).float()
             q = (log_q[ia], log_q[ib]) if o.coclick_logq else None
             loss = info_nce(za, zb, o.coclick_temperature, q)
             opt.zero_grad(set_to_none=True)
@@ -153,7 +154,7 @@ def coclick(inp: FusionInput, log=print) -> FusionResult:
         losses.append(running / max(steps_per_epoch, 1))
         log(f"coclick epoch {epoch + 1}/{o.coclick_epochs}: InfoNCE {losses[-1]:.4f}")
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode():  # the output in full precision
         rows = torch.cat([model(x_t[torch.from_numpy(c)]) for c in np.array_split(inp.item_ids, 16)])
     info = {
         "pairs_from": str(source),
@@ -167,5 +168,6 @@ def coclick(inp: FusionInput, log=print) -> FusionResult:
         "seed": inp.seed,
         "logq_correction": o.coclick_logq,
         "temperature": o.coclick_temperature,
+        "bf16": o.coclick_bf16,
     }
     return FusionResult(output(inp, rows.numpy().astype(np.float32)), pca.variance_kept, info)
