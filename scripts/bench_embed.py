@@ -52,21 +52,24 @@ AUC_ROWS: dict[str, dict[str, Any]] = {
     "concat_pca, 64 px + bf16": {"fusion": "concat_pca", "image_size": 64, "precision": "bf16"},
 }
 
-# Encoder throughput rows: (label, modality, spec, options, items). The first row of each modality
-# is the peer the others are compared with.
-SPEED_ROWS: list[tuple[str, str, str, dict[str, Any], int]] = [
-    ("minilm fp32", "text", "minilm", {}, 4096),
-    ("minilm bf16", "text", "minilm", {"precision": "bf16"}, 4096),
-    ("hf mean-pool (MiniLM weights) fp32", "text", "hf:{minilm}", {}, 4096),
-    ("hf mean-pool (MiniLM weights) bf16", "text", "hf:{minilm}", {"precision": "bf16"}, 4096),
-    ("effnet-lite0 224px fp32", "image", "effnet", {}, 512),
-    ("effnet-lite0 224px bf16", "image", "effnet", {"precision": "bf16"}, 512),
-    ("effnet-lite0 128px fp32", "image", "effnet", {"image_size": 128}, 1024),
-    ("effnet-lite0 128px bf16", "image", "effnet", {"image_size": 128, "precision": "bf16"}, 1024),
-    ("effnet-lite0 64px fp32", "image", "effnet", {"image_size": 64}, 2048),
-    ("effnet-lite0 64px bf16", "image", "effnet", {"image_size": 64, "precision": "bf16"}, 2048),
-    ("clip ViT-B/32 arch (random weights) bf16", "image", "clip:{clip_b32}", {"precision": "bf16"}, 128),
-    ("clip ViT-L/14 arch (random weights) bf16", "image", "clip:{clip_l14}", {"precision": "bf16"}, 32),
+# Encoder throughput rows: (label, modality, spec, options, items, torch threads). The first row of
+# each modality is the peer the others are compared with. The 2-thread rows show what OpenMP does
+# on this shared 2-core machine when another process holds a core.
+SPEED_ROWS: list[tuple[str, str, str, dict[str, Any], int, int]] = [
+    ("minilm fp32", "text", "minilm", {}, 2048, 1),
+    ("minilm bf16", "text", "minilm", {"precision": "bf16"}, 4096, 1),
+    ("minilm bf16, 2 threads", "text", "minilm", {"precision": "bf16"}, 1024, 2),
+    ("hf mean-pool (MiniLM weights) fp32", "text", "hf:{minilm}", {}, 2048, 1),
+    ("hf mean-pool (MiniLM weights) bf16", "text", "hf:{minilm}", {"precision": "bf16"}, 4096, 1),
+    ("effnet-lite0 224px fp32", "image", "effnet", {}, 256, 1),
+    ("effnet-lite0 224px bf16", "image", "effnet", {"precision": "bf16"}, 512, 1),
+    ("effnet-lite0 128px fp32", "image", "effnet", {"image_size": 128}, 512, 1),
+    ("effnet-lite0 128px bf16", "image", "effnet", {"image_size": 128, "precision": "bf16"}, 1024, 1),
+    ("effnet-lite0 64px fp32", "image", "effnet", {"image_size": 64}, 2048, 1),
+    ("effnet-lite0 64px bf16", "image", "effnet", {"image_size": 64, "precision": "bf16"}, 4096, 1),
+    ("effnet-lite0 64px bf16, 2 threads", "image", "effnet", {"image_size": 64, "precision": "bf16"}, 512, 2),
+    ("clip ViT-B/32 arch (random weights) bf16", "image", "clip:{clip_b32}", {"precision": "bf16"}, 256, 1),
+    ("clip ViT-L/14 arch (random weights) bf16", "image", "clip:{clip_l14}", {"precision": "bf16"}, 32, 1),
 ]
 
 
@@ -146,8 +149,7 @@ def stage_speed(args: argparse.Namespace) -> None:
     from mmctr.encoders.text import bundled_minilm_path
 
     torch.manual_seed(0)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()[0]
     layout = Layout(args.data)
     catalog = read_catalog(layout)
     listing = list_images(layout.images_dir)
@@ -159,7 +161,7 @@ def stage_speed(args: argparse.Namespace) -> None:
 
     rows = []
     peers: dict[str, float] = {}
-    for label, modality, spec, opts, n in SPEED_ROWS:
+    for label, modality, spec, opts, n, threads in SPEED_ROWS:
         if args.only and not re.search(args.only, label):
             continue
         key = re.search(r"\{(\w+)\}", spec)
@@ -169,6 +171,7 @@ def stage_speed(args: argparse.Namespace) -> None:
             EncoderOptions(**opts),
         )
         ids = catalog.item_ids[:n]
+        torch.set_num_threads(threads)
         enc.load()
 
         def once(ids: np.ndarray = ids, enc=enc, modality: str = modality) -> float:
@@ -192,6 +195,8 @@ def stage_speed(args: argparse.Namespace) -> None:
             "items_per_s_all": [round(r, 1) for r in rates],
             "ratio_to_peer": round(rate / peers[modality], 2),
             "batch_size": enc.batch_size,
+            "threads": threads,
+            "load_average_after": os.getloadavg()[0],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -199,10 +204,13 @@ def stage_speed(args: argparse.Namespace) -> None:
     update_json(
         "speed",
         {
-            "machine": {**machine(), "load_average_at_end": os.getloadavg()[0]},
+            "machine": {
+                **machine(),
+                "load_average_at_start": load0,
+                "load_average_at_end": os.getloadavg()[0],
+            },
             "data": str(args.data),
             "repeats": args.repeats,
-            "threads": torch.get_num_threads(),
             "rows": rows,
         },
     )
@@ -351,6 +359,8 @@ def stage_full(args: argparse.Namespace) -> None:
         cmd += ["--precision", args.precision]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
@@ -392,22 +402,35 @@ def _f(v: Any, nd: int = 4) -> str:
     return "–" if v is None else f"{v:.{nd}f}"
 
 
+def _per_seed(r: dict[str, Any], key: str) -> str:
+    vals = [p[key] for p in r["per_seed"] if p.get(key) is not None]
+    if not vals:
+        return "–"
+    mean = _f(float(np.mean(vals)))
+    return mean if len(vals) == 1 else f"{mean} ({' / '.join(_f(v) for v in vals)})"
+
+
 def render() -> str:
     data = json.loads(JSON_OUT.read_text())
     lines: list[str] = []
     if "auc" in data:
         a = data["auc"]
+        base = next((r for r in a["rows"] if r["row"] == "concat_pca"), None)
         lines += [
-            f"Baseline DIN, {a['epochs']} epochs, seeds {a['seeds']} (mean), bf16 autocast; data `{a['data']}`.",
+            f"### Baseline DIN valid AUC per embedding (synth small, {a['epochs']} epochs, seeds {a['seeds']})",
             "",
-            "| embedding | valid AUC | cold-target AUC | variance kept | embed time (s) |",
+            "Mean over seeds (per seed in brackets). Cold-target AUC is over the valid rows whose target "
+            "item never appears in train or any history.",
+            "",
+            "| embedding | valid AUC | Δ vs concat_pca | cold-target AUC | variance kept |",
             "|---|---|---|---|---|",
         ]
         for r in a["rows"]:
             kept = r["variance_kept"]
+            delta = "" if base is None or r is base else f"{r['valid_auc'] - base['valid_auc']:+.4f}"
             lines.append(
-                f"| {r['row']} | {_f(r['valid_auc'])} | {_f(r['cold_valid_auc'])} | "
-                f"{'–' if kept is None else f'{kept:.1%}'} | {r['embed_seconds']:.1f} |"
+                f"| {r['row']} | {_per_seed(r, 'valid_auc')} | {delta} | {_per_seed(r, 'cold_valid_auc')} | "
+                f"{'–' if kept is None else f'{kept:.1%}'} |"
             )
         oracle = next((r for r in a["rows"] if r.get("oracle_valid_auc")), None)
         if oracle:
@@ -421,16 +444,20 @@ def render() -> str:
         s = data["speed"]
         m = s["machine"]
         lines += [
-            f"Encoder throughput on {m['cpu']} ({m['cores']} cores, torch {m['torch']}, load average "
-            f"{m['load_average_at_start']:.1f} at start), median of {s['repeats']} runs after a warm-up, "
-            "through the pipeline (decode workers, batching), no cache:",
+            "### Encoder throughput on this machine",
             "",
-            "| encoder | modality | items | items/s | vs first row of its modality |",
-            "|---|---|---|---|---|",
+            f"{m['cpu']}, {m['cores']} cores shared with other jobs (load average {m['load_average_at_start']:.1f} "
+            f"at start, {m.get('load_average_at_end', float('nan')):.1f} at end), torch {m['torch']}. Median of "
+            f"{s['repeats']} runs after a warm-up, through the pipeline (decode worker, batching), no cache; "
+            f"titles and 64 px covers of `{s['data']}`.",
+            "",
+            "| encoder | threads | items | items/s | vs first row of its modality | load average after |",
+            "|---|---|---|---|---|---|",
         ]
         for r in s["rows"]:
             lines.append(
-                f"| {r['encoder']} | {r['modality']} | {r['items']} | {r['items_per_s']:.1f} | {r['ratio_to_peer']:.2f}x |"
+                f"| {r['encoder']} | {r.get('threads', '')} | {r['items']} | {r['items_per_s']:.1f} | "
+                f"{r['ratio_to_peer']:.2f}x | {r.get('load_average_after', float('nan')):.1f} |"
             )
         lines.append("")
     if "full" in data:
@@ -440,12 +467,15 @@ def render() -> str:
             for m, e in f["encoders"].items()
         )
         lines += [
-            f"Full scale: `{f['command']}`",
+            "### Full scale (91,717 items), end to end from an empty cache",
             "",
-            f"- {f['items']:,} items, wall time **{f['wall_seconds']:.0f} s** ({f['wall_seconds'] / 60:.1f} min), "
-            f"peak RSS {f['peak_rss_mib']:.0f} MiB; load average {f['machine']['load_average_at_start']:.1f} at start",
+            f"`{f['command']}`",
+            "",
+            f"- wall time **{f['wall_seconds']:.0f} s ({f['wall_seconds'] / 60:.1f} min)**, peak RSS "
+            f"{f['peak_rss_mib']:.0f} MiB; load average {f['machine']['load_average_at_start']:.1f} at start, "
+            f"{f['machine']['load_average_at_end']:.1f} at end",
             f"- stages (s): {', '.join(f'{k} {v:.0f}' for k, v in f['stage_seconds'].items())}",
-            f"- encoders: {enc}",
+            f"- encoders: {enc}; variance kept {f['variance_kept']:.1%}; images missing {f['images_missing']}",
             "",
         ]
     return "\n".join(lines)

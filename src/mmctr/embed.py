@@ -34,6 +34,7 @@ from mmctr.encoders import (
     EncoderOptions,
     build_encoder,
 )
+from mmctr.encoders.base import auto_threads
 from mmctr.encoders.cache import EmbeddingCache, default_cache_dir
 from mmctr.encoders.image import list_images
 from mmctr.encoders.runner import ModalityFeatures, check_alignment, encode_images, encode_titles
@@ -57,7 +58,7 @@ class EmbedConfig:
     seed: int = 0
     progress: bool = True
     check_samples: int = 8  # items re-encoded one by one to prove alignment
-    threads: int = 0  # > 0: torch intra-op threads (on a busy shared machine 1 can beat 2)
+    threads: int = 0  # torch intra-op threads; 0: the cores not busy with other processes
 
 
 @dataclass
@@ -154,12 +155,29 @@ def _stderr(msg: str) -> None:
 
 def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Run the pipeline; return the report that is also written as JSON beside `cfg.out`."""
+    import torch
+
+    load_average = os.getloadavg()[0]
+    threads = cfg.threads if cfg.threads > 0 else auto_threads()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    log(f"torch threads: {threads} (load average {load_average:.1f} on {os.cpu_count()} cores)")
+    try:
+        report = _embed(cfg, log)
+    finally:
+        torch.set_num_threads(previous)  # a library call leaves the process as it found it
+    report["threads"] = threads
+    report["load_average_at_start"] = round(load_average, 2)
+    jp = json_path(Path(cfg.out))
+    tmp = jp.with_name(f".{jp.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(tmp, jp)
+    return report
+
+
+def _embed(cfg: EmbedConfig, log: Callable[[str], None]) -> dict[str, Any]:
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
-    if cfg.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     layout = Layout(Path(cfg.data))
     fusion = get_fusion(cfg.fusion)
     if cfg.dim < 2:
@@ -288,13 +306,8 @@ def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, A
             "encoder": asdict(cfg.encoder),
             "fusion": asdict(cfg.fusion_options),
             "missing": cfg.missing,
-            "threads": cfg.threads,
         },
         "mmctr_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    jp = json_path(out)
-    tmp = jp.with_name(f".{jp.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, jp)
     return report

@@ -58,7 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("--image-weight", type=float, default=0.5, help="clip_sum: weight of the image vector")
     p.add_argument("--coclick-epochs", type=int, default=3, help="coclick: passes over the sampled pairs")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default 0: the cores not busy with other processes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list encoders and fusions, then exit")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,20 @@ class EncoderOptions:
     workers: int | None = None  # image decoding processes
     text_prefix: str | None = None  # e.g. "passage: " for E5
     max_length: int | None = None  # text tokens kept
+
+
+def auto_threads() -> int:
+    """Torch threads for a run: the cores not already busy with other processes.
+
+    OpenMP threads wait for each other at every op, so when another process holds one of the cores
+    every op waits for a preempted thread: on the shared 2-core machine 2 threads measured 10-15x
+    slower than 1 (docs/benchmarks/embeddings.md). With idle cores this is torch's default."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(torch.get_num_threads(), cores - busy))
 
 
 def resolve_device(device: str) -> torch.device:
