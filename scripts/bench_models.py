@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -56,9 +57,15 @@ def parse_run(spec: str) -> tuple[str, str, dict[str, Any]]:
         return name, name, dict(TUNED.get(name, {}))
     model, _, params = rest.partition(":")
     overrides = dict(TUNED.get(model, {}))
-    for item in filter(None, params.split(",")):
+    for item in filter(None, re.split(r",(?=\s*[\w.]+=)", params)):  # commas inside [..] stay
         key, _, value = item.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        overrides[key.strip()] = parsed
     return name, model, overrides
 
 
