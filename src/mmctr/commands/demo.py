@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="data and training seed")
     p.add_argument("--model", default="din")
     p.add_argument(
-        "--epochs", type=int, default=3, help="maximum epochs (default 3, so the demo takes minutes)"
+        "--epochs", type=int, default=2, help="maximum epochs (default 2, so the demo takes minutes)"
     )
     p.add_argument(
         "--batch-size",

@@ -146,8 +146,10 @@ def generate(
             name: W.logit_parts(items, users, window, rows[name], target[name], params, rng) for name in rows
         }
         del window
-        b0 = W.calibrate_b0(np.concatenate([parts[n].logit(params) for n in rows]), params.positive_rate)
-        prob = {name: W.sigmoid(parts[name].logit(params, b0)) for name in rows}
+        b0 = W.calibrate_b0(
+            np.concatenate([parts[n].logit(params) for n in rows]), params.positive_rate, params.logit_noise
+        )
+        prob = {name: W.click_probability(parts[name].logit(params, b0), params.logit_noise) for name in rows}
         label = {name: (rng.random(len(prob[name])) < prob[name]).astype(np.float64) for name in rows}
 
         begin("writing split files")
@@ -177,7 +179,7 @@ def generate(
             "mean_click_probability": {n: round(float(prob[n].mean()), 5) for n in rows},
             "oracle_valid_auc": round(W.auc(valid_y, prob["valid"]), 5),
             "oracle_test_auc": round(W.auc(label["test"], prob["test"]), 5),
-            # Knows the item (popularity, quality) and the row noise, but nothing about the user.
+            # Knows the item (popularity, quality) but nothing about the user.
             "history_free_oracle_valid_auc": round(W.auc(valid_y, parts["valid"].history_free(params)), 5),
             "cold_target_share": {n: round(float(items.cold[target[n]].mean()), 5) for n in rows},
             "history_length": _history_stats(users.hist_len),

@@ -362,7 +362,6 @@ class LogitParts:
     hist: np.ndarray  # H: soft max over the recent history of <v_t, v_h>
     pop: np.ndarray  # z(log pop_t)
     quality: np.ndarray  # q_t
-    noise: np.ndarray  # per-row noise
 
     def logit(self, params: WorldParams, b0: float = 0.0) -> np.ndarray:
         return (
@@ -371,12 +370,11 @@ class LogitParts:
             + params.a_hist * self.hist
             + params.a_pop * self.pop
             + self.quality
-            + self.noise
         )
 
     def history_free(self, params: WorldParams) -> np.ndarray:
-        """The logit of an oracle that knows the item and the noise but nothing about the user."""
-        return params.a_pop * self.pop + self.quality + self.noise
+        """The logit of an oracle that knows the item but nothing about the user."""
+        return params.a_pop * self.pop + self.quality
 
 
 def logit_parts(
@@ -404,7 +402,6 @@ def logit_parts(
         hist=hist,
         pop=items.pop_z[target],
         quality=items.quality[target],
-        noise=rng.normal(0.0, params.logit_noise, size=len(rows)),
     )
 
 
@@ -412,12 +409,27 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def calibrate_b0(logit_wo_b0: np.ndarray, target_rate: float) -> float:
+def click_probability(logit: np.ndarray, noise_sd: float, nodes: int = 24) -> np.ndarray:
+    """P(click) = E[sigmoid(logit + e)] with per-row noise e ~ N(0, noise_sd^2), by Gauss-Hermite
+    quadrature. The row noise is integrated out rather than drawn: it is part of the coin flip, so
+    the probability written to truth/ is the best any model could know, and the oracle AUC is an
+    attainable ceiling, not one inflated by noise no feature carries."""
+    if noise_sd <= 0:
+        return sigmoid(logit)
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # weight exp(-x^2/2)
+    w = w / w.sum()
+    out = np.zeros_like(logit, dtype=np.float64)
+    for xi, wi in zip(x, w, strict=True):
+        out += wi * sigmoid(logit + noise_sd * xi)
+    return out
+
+
+def calibrate_b0(logit_wo_b0: np.ndarray, target_rate: float, noise_sd: float = 0.0) -> float:
     """The intercept that makes the mean click probability equal target_rate (bisection)."""
     lo, hi = -30.0, 30.0
     for _ in range(60):
         mid = (lo + hi) / 2.0
-        if sigmoid(logit_wo_b0 + mid).mean() < target_rate:
+        if click_probability(logit_wo_b0 + mid, noise_sd, nodes=8).mean() < target_rate:
             lo = mid
         else:
             hi = mid
