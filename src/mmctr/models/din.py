@@ -14,8 +14,14 @@ from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
-from mmctr.data.schema import N_LEVELS
-from mmctr.models.layers import MLP, FeatureConfig, ItemEncoder, TargetAttention, UserEmbedding, pack
+from mmctr.models.layers import (
+    MLP,
+    FeatureConfig,
+    ItemEncoder,
+    RowContext,
+    TargetAttention,
+    pack,
+)
 
 
 @dataclass
@@ -35,16 +41,13 @@ class DIN(nn.Module):
     def __init__(self, cfg: DINConfig, items: ItemTable):
         super().__init__()
         self.cfg = cfg
-        d = cfg.embedding_dim
         self.items = ItemEncoder(cfg, items)
-        self.likes_emb = nn.Embedding(N_LEVELS, d)
-        self.views_emb = nn.Embedding(N_LEVELS, d)
-        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.context = RowContext(cfg)
         D = self.items.out_dim
         self.attention = TargetAttention(
             D, tuple(cfg.attention_hidden), cfg.attention_dropout, cfg.attention_softmax
         )
-        in_dim = 2 * d + D + (D if cfg.use_history else 0) + (d if cfg.use_user_id else 0)
+        in_dim = D + (D if cfg.use_history else 0) + self.context.out_dim
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(self.dnn.out_dim, 1)
 
@@ -55,26 +58,23 @@ class DIN(nn.Module):
         uniq, inv = torch.unique(torch.cat([batch.item_id, p.ids]), return_inverse=True)
         table = self.items.encode(uniq)  # (U, D)
         target = table.index_select(0, inv[:B])  # (B, D)
-        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        fields = [target]
         if self.cfg.use_history:
             fields.append(self.attention(target, table, p.rows, key_index=inv[B:]))  # (B, D)
-        if self.user_emb is not None:
-            fields.append(self.user_emb(batch.user_id))
+        fields += self.context(batch)
         h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)
         return self.head(h).squeeze(-1)  # (B,) logits
 
     def forward_request(self, batch: Batch) -> torch.Tensor:
         """Logits for N candidates that share one history (row 0's): the user side is computed once."""
         target = self.items(batch.item_id)  # (N, D)
-        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        fields = [target]
         if self.cfg.use_history:
             h = batch.hist[0]
             keys = self.items(h[h > 0])  # (L, D)
             fields.append(self.attention.forward_shared(target, keys))  # (N, D)
-        if self.user_emb is not None:
-            fields.append(self.user_emb(batch.user_id))
+        fields += self.context(batch)
         return self.head(self.dnn(torch.cat(fields, dim=-1))).squeeze(-1)  # (N,)
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
-        return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
+        return self.items.embedding_tables() + self.context.embedding_tables()

@@ -15,15 +15,14 @@ from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
-from mmctr.data.schema import N_LEVELS
 from mmctr.models.layers import (
     MLP,
     FeatureConfig,
     ItemEncoder,
     MultiHeadTargetAttention,
+    RowContext,
     SqueezeExcitation,
     TargetAttention,
-    UserEmbedding,
     pack,
 )
 
@@ -50,9 +49,7 @@ class DINMHTA(nn.Module):
         d = cfg.embedding_dim
         self.items = ItemEncoder(cfg, items)
         D = self.items.out_dim
-        self.likes_emb = nn.Embedding(N_LEVELS, d)
-        self.views_emb = nn.Embedding(N_LEVELS, d)
-        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.context = RowContext(cfg)
         self.mhta = MultiHeadTargetAttention(D, cfg.attention_dim, cfg.n_heads, out_dim=D, weights="softmax")
         self.din = (
             TargetAttention(D, tuple(cfg.attention_hidden), cfg.attention_dropout)
@@ -60,7 +57,7 @@ class DINMHTA(nn.Module):
             else None
         )
         # fields of width d: target and each pooled history are D/d fields; likes, views, [user]
-        n_fields = (D // d) * (2 + int(cfg.din_attention)) + 2 + int(cfg.use_user_id)
+        n_fields = (D // d) * (2 + int(cfg.din_attention)) + self.context.n_fields
         self.senet = SqueezeExcitation(n_fields, cfg.se_reduction)
         self.dnn = MLP(n_fields * d, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(self.dnn.out_dim, 1)
@@ -72,14 +69,11 @@ class DINMHTA(nn.Module):
         vectors = [target, self.mhta(target, keys, p.rows)]  # (B, D) each
         if self.din is not None:
             vectors.append(self.din(target, keys, p.rows))
-        vectors += [self.likes_emb(batch.likes), self.views_emb(batch.views)]  # (B, d) each
-        if self.user_emb is not None:
-            vectors.append(self.user_emb(batch.user_id))
+        vectors += self.context(batch)  # (B, d) each
         B, d = target.shape[0], self.cfg.embedding_dim
         fields = torch.cat(vectors, dim=-1).view(B, -1, d)  # (B, F, d)
         h = self.dnn(self.senet(fields).reshape(B, -1))  # (B, F·d) → (B, 256)
         return self.head(h).squeeze(-1)  # (B,) logits
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
-        return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
+        return self.items.embedding_tables() + self.context.embedding_tables()

@@ -145,6 +145,30 @@ class UserEmbedding(nn.Module):
         return self.emb(torch.remainder(user_id, self.buckets))
 
 
+class RowContext(nn.Module):
+    """The per-row fields every model puts beside its item vectors: the target's likes and views
+    levels (categorical, width `level_dim`, default embedding_dim) and, when `use_user_id` is on, the
+    hashed user id (width embedding_dim). Calling it gives the list of those (B, ·) vectors."""
+
+    def __init__(self, cfg: FeatureConfig, level_dim: int | None = None):
+        super().__init__()
+        d, ld = cfg.embedding_dim, level_dim or cfg.embedding_dim
+        self.likes_emb = nn.Embedding(N_LEVELS, ld)
+        self.views_emb = nn.Embedding(N_LEVELS, ld)
+        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.out_dim = 2 * ld + (d if cfg.use_user_id else 0)
+        self.n_fields = 2 + int(cfg.use_user_id)
+
+    def forward(self, batch) -> list[torch.Tensor]:  # batch: mmctr.data.batches.Batch
+        out = [self.likes_emb(batch.likes), self.views_emb(batch.views)]
+        if self.user_emb is not None:
+            out.append(self.user_emb(batch.user_id))
+        return out
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        return [self.likes_emb, self.views_emb] + ([self.user_emb.emb] if self.user_emb is not None else [])
+
+
 # ----------------------------------------------------------------------------------------------
 # packed histories: work only over real positions (mean history ~8 of up to 100 slots)
 

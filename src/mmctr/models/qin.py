@@ -16,13 +16,12 @@ from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
-from mmctr.data.schema import N_LEVELS
 from mmctr.models.layers import (
     FeatureConfig,
     ItemEncoder,
     MultiHeadTargetAttention,
     QuadraticLayer,
-    UserEmbedding,
+    RowContext,
     pack,
 )
 
@@ -41,14 +40,11 @@ class QIN(nn.Module):
     def __init__(self, cfg: QINConfig, items: ItemTable):
         super().__init__()
         self.cfg = cfg
-        d = cfg.embedding_dim
         self.items = ItemEncoder(cfg, items)
         D = self.items.out_dim
-        self.likes_emb = nn.Embedding(N_LEVELS, d)
-        self.views_emb = nn.Embedding(N_LEVELS, d)
-        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.context = RowContext(cfg)
         self.asta = MultiHeadTargetAttention(D, cfg.attention_dim, cfg.n_heads, out_dim=D, weights="relu")
-        dims = [2 * D + 2 * d + (d if cfg.use_user_id else 0), *cfg.qnn_hidden]
+        dims = [2 * D + self.context.out_dim, *cfg.qnn_hidden]
         self.qnn = nn.Sequential(
             *(QuadraticLayer(a, b, cfg.net_dropout) for a, b in zip(dims[:-1], dims[1:], strict=True))
         )
@@ -58,12 +54,9 @@ class QIN(nn.Module):
         target = self.items(batch.item_id)  # (B, D)
         p = pack(batch.hist)  # only real history positions
         interest = self.asta(target, self.items(p.ids), p.rows) + target  # (B, D)
-        fields = [target, interest, self.likes_emb(batch.likes), self.views_emb(batch.views)]
-        if self.user_emb is not None:
-            fields.append(self.user_emb(batch.user_id))
+        fields = [target, interest, *self.context(batch)]
         h = self.qnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 128)
         return self.head(h).squeeze(-1)  # (B,) logits
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
-        return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
+        return self.items.embedding_tables() + self.context.embedding_tables()

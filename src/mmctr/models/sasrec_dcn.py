@@ -17,7 +17,7 @@ from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
-from mmctr.data.schema import N_LEVELS, SEQ_LEN
+from mmctr.data.schema import SEQ_LEN
 from mmctr.models.layers import (
     MLP,
     CrossNetV2,
@@ -25,8 +25,8 @@ from mmctr.models.layers import (
     ItemEncoder,
     LengthGroups,
     RecentPositions,
+    RowContext,
     TransformerBlock,
-    UserEmbedding,
     attention_mask,
 )
 
@@ -53,17 +53,14 @@ class SASRecDCN(nn.Module):
         self.cfg = cfg
         self.items = ItemEncoder(cfg, items)
         D = self.items.out_dim  # the transformer runs at the item width (192 with tags)
-        c = cfg.context_dim
-        self.likes_emb = nn.Embedding(N_LEVELS, c)
-        self.views_emb = nn.Embedding(N_LEVELS, c)
-        self.user_emb = UserEmbedding(cfg.user_buckets, cfg.embedding_dim) if cfg.use_user_id else None
+        self.context = RowContext(cfg, level_dim=cfg.context_dim)
         self.positions = RecentPositions(SEQ_LEN, D)
         self.blocks = nn.ModuleList(
             TransformerBlock(D, cfg.n_heads, cfg.ffn_dim, cfg.transformer_dropout)
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(D)
-        in_dim = 2 * D + 2 * c + (cfg.embedding_dim if cfg.use_user_id else 0)
+        in_dim = 2 * D + self.context.out_dim
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(in_dim + self.dnn.out_dim, 1)
@@ -90,13 +87,9 @@ class SASRecDCN(nn.Module):
         uniq, inverse = torch.unique(batch.hist, dim=0, return_inverse=True)
         user = self.user_vector(uniq)[inverse]  # (B, D)
         target = self.items(batch.item_id)  # (B, D)
-        fields = [user, target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
-        if self.user_emb is not None:
-            fields.append(self.user_emb(batch.user_id))
-        x0 = torch.cat(fields, dim=-1)  # (B, in_dim)
+        x0 = torch.cat([user, target, *self.context(batch)], dim=-1)  # (B, in_dim)
         h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 128)
         return self.head(h).squeeze(-1)  # (B,) logits
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb, self.positions]
-        return tables + ([self.user_emb.emb] if self.user_emb is not None else [])
+        return self.items.embedding_tables() + self.context.embedding_tables() + [self.positions]

@@ -20,7 +20,7 @@ from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
-from mmctr.data.schema import N_LEVELS, SEQ_LEN
+from mmctr.data.schema import SEQ_LEN
 from mmctr.models.layers import (
     MLP,
     CrossNetV2,
@@ -28,8 +28,8 @@ from mmctr.models.layers import (
     ItemEncoder,
     LengthGroups,
     RecentPositions,
+    RowContext,
     TransformerBlock,
-    UserEmbedding,
     attention_mask,
 )
 
@@ -56,12 +56,9 @@ class TransformerDCN(nn.Module):
     def __init__(self, cfg: TransformerDCNConfig, items: ItemTable):
         super().__init__()
         self.cfg = cfg
-        d = cfg.embedding_dim
         self.items = ItemEncoder(cfg, items)
         D = self.items.out_dim
-        self.likes_emb = nn.Embedding(N_LEVELS, d)
-        self.views_emb = nn.Embedding(N_LEVELS, d)
-        self.user_emb = UserEmbedding(cfg.user_buckets, d) if cfg.use_user_id else None
+        self.context = RowContext(cfg)
         # One Linear over [history item, target] split in two: W[h, t] = W_h h + W_t t, so the history
         # part runs on real positions only and the target part once per row. Same maths and parameters.
         self.token_hist = nn.Linear(D, cfg.d_model, bias=False)
@@ -72,7 +69,7 @@ class TransformerDCN(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)
-        in_dim = D + 2 * d + (d if cfg.use_user_id else 0) + (cfg.last_k + 1) * cfg.d_model
+        in_dim = D + self.context.out_dim + (cfg.last_k + 1) * cfg.d_model
         self.cross = CrossNetV2(in_dim, cfg.cross_layers)
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head_mlp = MLP(in_dim + self.dnn.out_dim, cfg.head_hidden, dropout=cfg.net_dropout)
@@ -105,14 +102,10 @@ class TransformerDCN(nn.Module):
                 for g in groups.groups
             ]
         )  # (B, (k+1)·M)
-        fields = [target, self.likes_emb(batch.likes), self.views_emb(batch.views)]
-        if self.user_emb is not None:
-            fields.append(self.user_emb(batch.user_id))
-        x0 = torch.cat([*fields, history], dim=-1)  # (B, in_dim)
+        x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (B, in_dim)
         h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
         return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        tables = self.items.embedding_tables() + [self.likes_emb, self.views_emb]
-        tables += [self.user_emb.emb] if self.user_emb is not None else []
+        tables = self.items.embedding_tables() + self.context.embedding_tables()
         return tables + ([self.positions] if self.positions is not None else [])
