@@ -9,7 +9,7 @@ from torch import nn
 from mmctr.config import resolve_run_config
 from mmctr.data.reader import ItemTable
 from mmctr.models.layers import BankDropout, TargetAttention, pack
-from mmctr.serving import request_batch
+from mmctr.serving import for_serving, request_batch, score_request
 from mmctr.training.run_dir import build_model
 
 
@@ -44,6 +44,9 @@ def test_split_packed_attention_equals_concat_mlp():
     shared = att.forward_shared(q, keys_table[hist[1]])
     slow1 = _naive_attention(att, q, keys_table[hist[1]].expand(B, L, 8), torch.ones(B, L))
     assert torch.allclose(shared, slow1, atol=1e-5)
+    # candidates in chunks (here 1 or 2 per chunk) give the same result as one chunk
+    for pairs in (1, 2 * L):
+        assert torch.allclose(att.forward_shared(q, keys_table[hist[1]], pairs_per_chunk=pairs), slow1, atol=1e-5)
 
 
 def test_din_request_path_equals_batch_path():
@@ -63,6 +66,15 @@ def test_din_request_path_equals_batch_path():
     )
     with torch.inference_mode():
         assert torch.allclose(model(batch), model.forward_request(batch), atol=1e-5)
+    # the bf16 serving copy answers close to the fp32 model and leaves the model in fp32
+    served = for_serving(model, bf16=True)
+    assert next(served.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32
+    p32 = score_request(model, batch)
+    p16 = score_request(served, batch, bf16=True)
+    assert p16.dtype == np.float32 and p16.shape == (30,)
+    assert np.abs(p16 - p32).max() < 0.02
+    assert np.corrcoef(p16, p32)[0, 1] > 0.99
 
 
 def test_bank_dropout_keeps_expectation_and_varies_by_row():

@@ -240,6 +240,11 @@ def measure(system: System, data: Dataset, settings: BenchSettings, log=print) -
         rec["valid_logloss"] = float("nan")
         rec["valid_auc_se"] = float("nan")
 
+    serving = getattr(system, "predict_valid_serving", None)
+    if settings.measure_auc and serving is not None:
+        # Requests are answered by a serving copy (bf16 weights for a bf16 system): its own AUC.
+        rec["valid_auc_serving"] = auc(valid.label, serving(settings.eval_batch_size))
+
     rec["ckpt_mb"], rec["weights_mb"] = checkpoint_mb(system)
 
     log(f"  {settings.requests} requests of {settings.candidates} candidates, single-threaded")

@@ -49,6 +49,7 @@ class MMCTRSystem:
             f"≤{data.max_len} items packed to real positions; model_params {mp}"
         )
         self.model: torch.nn.Module | None = None
+        self.served: torch.nn.Module | None = None  # the model's serving copy (bf16 weights for @bf16)
 
     def reset(self, seed: int) -> None:
         from mmctr.training.loop import seed_everything
@@ -56,6 +57,7 @@ class MMCTRSystem:
 
         seed_everything(seed)
         self.model = build_model(self.cfg, self.data.items)
+        self.served = None
         tc = self.cfg.train
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
         self.rng = np.random.default_rng(seed)
@@ -91,17 +93,31 @@ class MMCTRSystem:
 
         cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, epochs=epochs))
         self.model = train(cfg, self.data, progress=False, log=lambda *a, **k: None).model
+        self.served = None
 
     def predict_valid(self, batch_size: int) -> np.ndarray:
         from mmctr.training.loop import predict_split
 
         return predict_split(self.model, self.data["valid"], batch_size, self.bf16)
 
+    def serving_model(self) -> torch.nn.Module:
+        from mmctr.serving import for_serving
+
+        if self.served is None:
+            self.served = for_serving(self.model, bf16=self.bf16)
+        return self.served
+
+    def predict_valid_serving(self, batch_size: int) -> np.ndarray:
+        """The valid split scored by the serving copy: what serving in bf16 costs in AUC."""
+        from mmctr.training.loop import predict_split
+
+        return predict_split(self.serving_model(), self.data["valid"], batch_size, bf16=False)
+
     def score_request(self, req: Request) -> np.ndarray:
         from mmctr.serving import request_batch, score_request
 
         batch = request_batch(req.hist, req.targets, req.likes, req.views)
-        return score_request(self.model, batch, bf16=self.bf16)
+        return score_request(self.serving_model(), batch, bf16=self.bf16)
 
     def save(self, out: Path) -> Path:
         # a run directory: config, learned weights, and the item table the model looks up
