@@ -280,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     specs = [parse_run(s) for s in args.runs]
-    for name, model, params in specs:
-        for seed in args.seeds:
+    # Seed-major: an interrupted benchmark (it resumes with --resume) has every model on the first
+    # seed before any model gets a second one.
+    for seed in args.seeds:
+        for name, model, params in specs:
             if any(r["name"] == name and r["seed"] == seed and r["model_params"] == params for r in done):
                 continue
             done = [r for r in done if not (r["name"] == name and r["seed"] == seed)]
