@@ -9,7 +9,7 @@ from torch import nn
 from mmctr.config import resolve_run_config
 from mmctr.data.reader import ItemTable
 from mmctr.models.layers import BankDropout, TargetAttention, pack
-from mmctr.serving import for_serving, request_batch, score_request
+from mmctr.serving import for_serving, request_batch, score_request, warm_up
 from mmctr.training.run_dir import build_model
 
 
@@ -46,7 +46,15 @@ def test_split_packed_attention_equals_concat_mlp():
     assert torch.allclose(shared, slow1, atol=1e-5)
     # candidates in chunks (here 1 or 2 per chunk) give the same result as one chunk
     for pairs in (1, 2 * L):
-        assert torch.allclose(att.forward_shared(q, keys_table[hist[1]], pairs_per_chunk=pairs), slow1, atol=1e-5)
+        assert torch.allclose(
+            att.forward_shared(q, keys_table[hist[1]], pairs_per_chunk=pairs), slow1, atol=1e-5
+        )
+    # keys padded with rows past n_keys (any values) get no weight, with and without softmax
+    k = keys_table[hist[1]]
+    junk = torch.cat([k, torch.randn(5, 8)])
+    assert torch.allclose(att.forward_shared(q, junk, n_keys=L), slow1, atol=1e-5)
+    att.softmax = True
+    assert torch.allclose(att.forward_shared(q, junk, n_keys=L), att.forward_shared(q, k), atol=1e-5)
 
 
 def test_din_request_path_equals_batch_path():
@@ -75,6 +83,9 @@ def test_din_request_path_equals_batch_path():
     assert p16.dtype == np.float32 and p16.shape == (30,)
     assert np.abs(p16 - p32).max() < 0.02
     assert np.corrcoef(p16, p32)[0, 1] > 0.99
+    # warm-up scores one request per padded history length, and leaves the answers unchanged
+    assert warm_up(served, candidates=30, max_len=16, bf16=True) == 2
+    assert np.array_equal(score_request(served, batch, bf16=True), p16)
 
 
 def test_bank_dropout_keeps_expectation_and_varies_by_row():

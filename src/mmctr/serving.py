@@ -76,3 +76,17 @@ def score_request(model: nn.Module, batch: Batch, bf16: bool = False) -> np.ndar
         else:
             logits = model(batch)
     return torch.sigmoid(logits.float()).numpy()
+
+
+def warm_up(model: nn.Module, candidates: int = 100, max_len: int = 64, bf16: bool = False) -> int:
+    """Score one dummy request per history length a model's request path can meet (every multiple
+    of REQUEST_BUCKET up to `max_len`), so that the kernels oneDNN compiles per shape exist before
+    the first real request; without it the first request of each new shape waits several ms for
+    them. Returns how many requests it scored. Item 1 stands in for every item."""
+    from mmctr.models.layers import REQUEST_BUCKET
+
+    b = REQUEST_BUCKET
+    lengths = range(b, max_len + b, b) if hasattr(model, "forward_request") else [max_len]
+    for n in lengths:
+        score_request(model, request_batch(np.ones(n, np.int64), np.ones(candidates, np.int64)), bf16)
+    return len(lengths)

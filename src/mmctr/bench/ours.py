@@ -104,7 +104,10 @@ class MMCTRSystem:
         from mmctr.serving import for_serving
 
         if self.served is None:
+            from mmctr.serving import warm_up
+
             self.served = for_serving(self.model, bf16=self.bf16)
+            warm_up(self.served, max_len=self.data.max_len, bf16=self.bf16)  # as a server does at start
         return self.served
 
     def predict_valid_serving(self, batch_size: int) -> np.ndarray:

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmctr.data.batches import Batch
 from mmctr.data.reader import ItemTable
 from mmctr.models.layers import (
     MLP,
+    REQUEST_BUCKET,
     FeatureConfig,
     ItemEncoder,
     RowContext,
@@ -65,14 +67,20 @@ class DIN(nn.Module):
         h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)
         return self.head(h).squeeze(-1)  # (B,) logits
 
-    def forward_request(self, batch: Batch) -> torch.Tensor:
-        """Logits for N candidates that share one history (row 0's): the user side is computed once."""
-        target = self.items(batch.item_id)  # (N, D)
+    def forward_request(self, batch: Batch, bucket: int = REQUEST_BUCKET) -> torch.Tensor:
+        """Logits for N candidates that share one history (row 0's): the user side is computed once.
+        The history is padded up to a multiple of `bucket` (masked out of the attention), so that
+        requests meet a handful of shapes, which `mmctr.serving.warm_up` compiles in advance."""
+        target = self.items.encode(batch.item_id)  # (N, D); no dedup: its varying size is a new shape
         fields = [target]
         if self.cfg.use_history:
             h = batch.hist[0]
-            keys = self.items(h[h > 0])  # (L, D)
-            fields.append(self.attention.forward_shared(target, keys))  # (N, D)
+            h = h[h > 0]
+            n = int(h.shape[0])
+            padded = -(-max(n, 1) // bucket) * bucket
+            keys = self.items.encode(F.pad(h, (0, padded - n)))  # (L', D)
+            keys[n:] = 0  # item 0 would encode to the projection's bias
+            fields.append(self.attention.forward_shared(target, keys, n_keys=n))  # (N, D)
         fields += self.context(batch)
         return self.head(self.dnn(torch.cat(fields, dim=-1))).squeeze(-1)  # (N,)
 

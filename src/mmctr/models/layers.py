@@ -184,6 +184,10 @@ def pack(hist: torch.Tensor) -> Packed:
     return Packed(rows=rows, ids=hist[rows, cols])
 
 
+# A request's history is padded up to a multiple of this, so requests meet few distinct shapes.
+REQUEST_BUCKET = 8
+
+
 class TargetAttention(nn.Module):
     """DIN's target attention: score(q, k) = MLP([q, k, q−k, q·k]); output Σ score·k over real
     history positions (softmax optional; the baseline uses none).
@@ -233,16 +237,26 @@ class TargetAttention(nn.Module):
         pooled = q.new_zeros(q.shape[0], k.shape[1])
         return pooled.index_add(0, rows, s.unsqueeze(-1).to(k.dtype) * k)  # (B, D)
 
-    def forward_shared(self, q: torch.Tensor, k: torch.Tensor, pairs_per_chunk: int = 1024) -> torch.Tensor:
+    def forward_shared(
+        self, q: torch.Tensor, k: torch.Tensor, n_keys: int | None = None, pairs_per_chunk: int = 1024
+    ) -> torch.Tensor:
         """One request: N targets q (N, D) against ONE history k (L, D) → (N, D). The history's part
-        of the first layer is computed once, not once per candidate. Candidates go through in chunks
-        of about `pairs_per_chunk` (candidate, history item) pairs, so that each chunk's (c, L, H)
-        hidden layer stays in the core's cache for the adds, the ReLU and the next layer: at L=43 and
-        N=100 the unchunked (N, L, 512) tensor is 4.4 MB in bf16 and every pass over it went to memory."""
+        of the first layer is computed once, not once per candidate.
+
+        Only the first `n_keys` rows of k are real (default: all); the rest is padding that the caller
+        added so that L takes few distinct values (oneDNN compiles a kernel per new shape, and a
+        request that meets a new shape waits for it). Padded positions get no weight.
+
+        Candidates go through in chunks of about `pairs_per_chunk` (candidate, history item) pairs,
+        so that each chunk's (c, L, H) hidden layer stays in the core's cache for the adds, the ReLU
+        and the next layer: at L=43 and N=100 the unchunked (N, L, 512) tensor is 4.4 MB in bf16 and
+        every pass over it went to memory."""
+        L = k.shape[0]
+        n_keys = L if n_keys is None else n_keys
         wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
         hq = F.linear(q, wq + wd, self.first.bias)  # (N, H)
         hk = F.linear(k, wk - wd).unsqueeze(0)  # (1, L, H)
-        step = max(1, pairs_per_chunk // max(1, k.shape[0]))
+        step = max(1, pairs_per_chunk // max(1, L))
         scores = []
         for lo in range(0, q.shape[0], step):
             qc = q[lo : lo + step]
@@ -250,6 +264,10 @@ class TargetAttention(nn.Module):
             h = h.add_(hk).add_(hq[lo : lo + step].unsqueeze(1)).relu_()  # in place: no (c, L, H) copies
             scores.append(self.out(self.rest(h)).squeeze(-1))  # (c, L)
         s = torch.cat(scores) if len(scores) > 1 else scores[0]  # (N, L)
+        if n_keys < L:
+            s = s.masked_fill(
+                torch.arange(L, device=s.device) >= n_keys, float("-inf") if self.softmax else 0.0
+            )
         if self.softmax:
             s = torch.softmax(s, dim=-1)
         return s.to(k.dtype) @ k  # (N, D)
