@@ -1,0 +1,70 @@
+"""Latency of one variant of the DIN request path, one process per variant (oneDNN caches kernels per
+process), on the same 300 requests of 100 candidates from valid rows (20 warm-up), single-threaded.
+
+    python scripts/bench_request.py RUN DATA "served,bucket=8,chunk=1024,warm=1"
+
+VARIANT: fp32 | autocast | served (bf16 serving copy), then bucket=, chunk=, warm=1 options."""
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mmctr.bench.measure import make_requests
+from mmctr.config import RunConfig, from_dict
+from mmctr.data.reader import load_dataset
+from mmctr.serving import for_serving, request_batch, score_request, warm_up
+from mmctr.training.run_dir import build_model
+
+torch.set_num_threads(1)
+run, root, variant = sys.argv[1], sys.argv[2], sys.argv[3]
+data = load_dataset(root, max_len=64, splits=("valid",))
+cfg = from_dict(RunConfig, yaml.safe_load((Path(run) / "config.yaml").read_text()), "config")
+m = build_model(cfg, data.items)
+m.load_state_dict(
+    {
+        ("context." + k if k.split(".")[0] in ("likes_emb", "views_emb", "user_emb") else k): v
+        for k, v in load_file(str(Path(run) / "model.safetensors")).items()
+    }
+)  # saved before RowContext
+m.eval()
+reqs = make_requests(data, 320, 100, 2025)
+Ls = np.array([(r.hist > 0).sum() for r in reqs[20:]])
+opts = dict(v.split("=") for v in variant.split(",")[1:])
+base = variant.split(",")[0]
+bf16 = base != "fp32"
+model = for_serving(m, bf16=True) if base == "served" else m
+bucket, chunk = int(opts.get("bucket", 8)), int(opts.get("chunk", 1024))
+model.forward_request = functools.partial(model.forward_request, bucket=bucket)
+att = model.attention
+att.forward_shared = functools.partial(att.forward_shared, pairs_per_chunk=chunk)
+if opts.get("warm") == "1":
+    warm_up(model, bf16=bf16)
+ts = []
+for i, r in enumerate(reqs):
+    t0 = time.perf_counter()
+    score_request(model, request_batch(r.hist, r.targets, r.likes, r.views), bf16=bf16)
+    if i >= 20:
+        ts.append((time.perf_counter() - t0) * 1e3)
+ts = np.array(ts)
+print(
+    json.dumps(
+        {
+            "variant": variant,
+            "p50": round(float(np.percentile(ts, 50)), 2),
+            "p99": round(float(np.percentile(ts, 99)), 2),
+            "mean": round(float(ts.mean()), 2),
+            "max": round(float(ts.max()), 2),
+            "ms_L_ge_40": round(float(ts[Ls >= 40].mean()), 2),
+            "history_len_p50": float(np.median(Ls)),
+            "history_len_p99": float(np.percentile(Ls, 99)),
+        }
+    ),
+    flush=True,
+)
