@@ -9,31 +9,19 @@ import functools
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_file
 
 from mmctr.bench.measure import make_requests
-from mmctr.config import RunConfig, from_dict
 from mmctr.data.reader import load_dataset
 from mmctr.serving import for_serving, request_batch, score_request, warm_up
-from mmctr.training.run_dir import build_model
+from mmctr.training.run_dir import load_run
 
 torch.set_num_threads(1)
 run, root, variant = sys.argv[1], sys.argv[2], sys.argv[3]
 data = load_dataset(root, max_len=64, splits=("valid",))
-cfg = from_dict(RunConfig, yaml.safe_load((Path(run) / "config.yaml").read_text()), "config")
-m = build_model(cfg, data.items)
-m.load_state_dict(
-    {
-        ("context." + k if k.split(".")[0] in ("likes_emb", "views_emb", "user_emb") else k): v
-        for k, v in load_file(str(Path(run) / "model.safetensors")).items()
-    }
-)  # saved before RowContext
-m.eval()
+m = load_run(run)[1]  # the run's own item table; the requests come from `data`
 reqs = make_requests(data, 320, 100, 2025)
 Ls = np.array([(r.hist > 0).sum() for r in reqs[20:]])
 opts = dict(v.split("=") for v in variant.split(",")[1:])

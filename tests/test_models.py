@@ -110,6 +110,25 @@ def test_save_load_round_trip(name: str, items: ItemTable, split: SplitArrays, t
     torch.testing.assert_close(predict(loaded, batch), predict(model, batch), rtol=0, atol=0)
 
 
+def test_run_saved_before_row_context_still_loads(
+    items: ItemTable, split: SplitArrays, tmp_path: Path
+) -> None:
+    """Runs written before the likes/views/user fields moved into `model.context` name them at the
+    top level; load_run renames them, so those runs keep predicting the same."""
+    from safetensors.torch import load_file, save_file
+
+    cfg, model = make_model("din", items)
+    model.eval()
+    save_run(tmp_path / "run", cfg, model, items, metrics={}, facts={})
+    weights = tmp_path / "run" / "model.safetensors"
+    state = load_file(str(weights))
+    save_file({k.removeprefix("context."): v for k, v in state.items()}, str(weights))
+    assert "likes_emb.weight" in load_file(str(weights))
+    _, loaded, _ = load_run(tmp_path / "run")
+    batch = make_batch(split, slice(0, N_ROWS))
+    torch.testing.assert_close(predict(loaded, batch), predict(model, batch), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_history_is_read_through_the_right_mask(name: str, items: ItemTable, split: SplitArrays) -> None:
     """A mask that treats real items as padding (or the reverse) must make this test fail: rows whose

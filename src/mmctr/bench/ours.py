@@ -101,11 +101,9 @@ class MMCTRSystem:
         return predict_split(self.model, self.data["valid"], batch_size, self.bf16)
 
     def serving_model(self) -> torch.nn.Module:
-        from mmctr.serving import for_serving
+        from mmctr.serving import for_serving, warm_up
 
         if self.served is None:
-            from mmctr.serving import warm_up
-
             self.served = for_serving(self.model, bf16=self.bf16)
             warm_up(self.served, max_len=self.data.max_len, bf16=self.bf16)  # as a server does at start
         return self.served

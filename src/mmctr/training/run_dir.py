@@ -72,6 +72,15 @@ def save_run(
     return out
 
 
+# Runs saved before the per-row fields moved into RowContext (`model.context`) named them at the
+# model's top level; they load under their new names.
+_LEGACY_CONTEXT = ("likes_emb.", "views_emb.", "user_emb.")
+
+
+def _renamed_legacy_keys(state: dict[str, Any]) -> dict[str, Any]:
+    return {("context." + k if k.startswith(_LEGACY_CONTEXT) else k): v for k, v in state.items()}
+
+
 def load_run(run: Path) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
     """The run's config, its model with weights loaded (eval mode), and its facts."""
     run = Path(run)
@@ -89,7 +98,7 @@ def load_run(run: Path) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
         source=str(run / "items.safetensors"),
     )
     model = build_model(cfg, items)
-    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    model.load_state_dict(_renamed_legacy_keys(load_file(str(run / "model.safetensors"))))
     model.eval()
     facts = json.loads((run / "run.json").read_text())
     return cfg, model, facts
