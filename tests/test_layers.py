@@ -55,6 +55,12 @@ def test_split_packed_attention_equals_concat_mlp():
     assert torch.allclose(att.forward_shared(q, junk, n_keys=L), slow1, atol=1e-5)
     att.softmax = True
     assert torch.allclose(att.forward_shared(q, junk, n_keys=L), att.forward_shared(q, k), atol=1e-5)
+    # the packed path's per-row softmax matches the request path row by row
+    row1 = torch.full((B,), 1)
+    packed_all = pack(hist[row1])
+    assert torch.allclose(
+        att(q, keys_table[packed_all.ids], packed_all.rows), att.forward_shared(q, k), atol=1e-5
+    )
 
 
 def test_din_request_path_equals_batch_path():

@@ -233,7 +233,7 @@ class TargetAttention(nn.Module):
         if key_index is not None:
             k = k.index_select(0, key_index)  # (P, D)
         if self.softmax:
-            s = _segment_softmax(s, rows, q.shape[0])
+            s = segment_softmax(s, rows, q.shape[0])
         pooled = q.new_zeros(q.shape[0], k.shape[1])
         return pooled.index_add(0, rows, s.unsqueeze(-1).to(k.dtype) * k)  # (B, D)
 
@@ -271,13 +271,6 @@ class TargetAttention(nn.Module):
         if self.softmax:
             s = torch.softmax(s, dim=-1)
         return s.to(k.dtype) @ k  # (N, D)
-
-
-def _segment_softmax(s: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
-    peak = s.new_full((n,), float("-inf")).scatter_reduce(0, rows, s, reduce="amax", include_self=True)
-    e = torch.exp(s - peak[rows])
-    total = e.new_zeros(n).index_add(0, rows, e)
-    return e / total[rows]
 
 
 # ----------------------------------------------------------------------------------------------
