@@ -75,11 +75,26 @@ def test_din_request_path_equals_batch_path():
     items.tags[0] = 0
     items.emb[0] = 0
     model = build_model(resolve_run_config("din"), items).eval()
+    g = torch.Generator().manual_seed(0)
+    for bn in [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]:  # as if trained
+        bn.running_mean.normal_(0, 0.5, generator=g)
+        bn.running_var.uniform_(0.5, 2.0, generator=g)
+        bn.weight.data.uniform_(0.5, 1.5, generator=g)
+        bn.bias.data.normal_(0, 0.1, generator=g)
     batch = request_batch(
         np.array([0, 0, 5, 9, 3]), rng.integers(1, n, 30), rng.integers(0, 11, 30), rng.integers(0, 11, 30)
     )
     with torch.inference_mode():
         assert torch.allclose(model(batch), model.forward_request(batch), atol=1e-5)
+        # an fp32 serving copy indexes precomputed item tables instead of encoding: same answers
+        tabled = for_serving(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in tabled.modules())  # folded
+        assert tabled.serving_tables is not None and model.serving_tables is None
+        assert tabled.serve_hk.shape == (n, 512)
+        assert torch.allclose(tabled.forward_request(batch), model.forward_request(batch), atol=1e-5)
+        # a history of 13 items is padded to 16: the padding must not change the answer
+        long = request_batch(rng.integers(1, n, 13), batch.item_id, batch.likes, batch.views)
+        assert torch.allclose(model(long), tabled.forward_request(long), atol=1e-5)
     # the bf16 serving copy answers close to the fp32 model and leaves the model in fp32
     served = for_serving(model, bf16=True)
     assert next(served.parameters()).dtype == torch.bfloat16

@@ -215,3 +215,20 @@ def test_length_groups_lay_out_and_restore_rows(split: SplitArrays) -> None:
         torch.testing.assert_close(g.pad, expect == 0)
     rows = groups.gather([g.rows for g in groups.groups])
     torch.testing.assert_close(rows, torch.arange(N_ROWS))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bf16_serving_copy_scores_a_request(name: str, items: ItemTable, split: SplitArrays) -> None:
+    """`for_serving(bf16=True)` casts every weight to bf16; each model must still run a request
+    end to end (no fp32 intermediate meeting a bf16 layer) and stay close to the fp32 scores."""
+    from mmctr.serving import for_serving, request_batch, score_request, warm_up
+
+    _, model = make_model(name, items)
+    model.eval()
+    served = for_serving(model, bf16=True)
+    assert warm_up(served, candidates=10, max_len=MAX_LEN) >= 1
+    req = request_batch(split.hist[0], split.item_id[:10], split.likes[:10], split.views[:10], user_id=3)
+    p16, p32 = score_request(served, req), score_request(model, req)
+    assert p16.shape == (10,) and np.isfinite(p16).all()
+    assert np.abs(p16 - p32).max() < 0.05
+    assert next(model.parameters()).dtype == torch.float32  # the trained model is left as it was

@@ -237,32 +237,50 @@ class TargetAttention(nn.Module):
         pooled = q.new_zeros(q.shape[0], k.shape[1])
         return pooled.index_add(0, rows, s.unsqueeze(-1).to(k.dtype) * k)  # (B, D)
 
+    def item_parts(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's per-item parts for items k (U, D): as a target, (Wq+Wd)k + b, and as a
+        history key, (Wk−Wd)k; (U, H) each. A serving copy computes them once for every item."""
+        wq, wk, wd, _ = self.first.weight.split(self.dim, dim=1)
+        return F.linear(k, wq + wd, self.first.bias), F.linear(k, wk - wd)
+
     def forward_shared(
-        self, q: torch.Tensor, k: torch.Tensor, n_keys: int | None = None, pairs_per_chunk: int = 1024
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        n_keys: int | None = None,
+        pairs_per_chunk: int = 1024,
+        hq: torch.Tensor | None = None,
+        hk: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One request: N targets q (N, D) against ONE history k (L, D) → (N, D). The history's part
-        of the first layer is computed once, not once per candidate.
+        of the first layer is computed once, not once per candidate; `hq` (N, H) and `hk` (L, H), the
+        items' parts from `item_parts`, may be given precomputed.
 
         Only the first `n_keys` rows of k are real (default: all); the rest is padding that the caller
         added so that L takes few distinct values (oneDNN compiles a kernel per new shape, and a
         request that meets a new shape waits for it). Padded positions get no weight.
 
         Candidates go through in chunks of about `pairs_per_chunk` (candidate, history item) pairs,
-        so that each chunk's (c, L, H) hidden layer stays in the core's cache for the adds, the ReLU
+        so that each chunk's (c, L, H) hidden layer stays in the core's cache for the add, the ReLU
         and the next layer: at L=43 and N=100 the unchunked (N, L, 512) tensor is 4.4 MB in bf16 and
         every pass over it went to memory."""
-        L = k.shape[0]
+        L, N = k.shape[0], q.shape[0]
         n_keys = L if n_keys is None else n_keys
-        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
-        hq = F.linear(q, wq + wd, self.first.bias)  # (N, H)
-        hk = F.linear(k, wk - wd).unsqueeze(0)  # (1, L, H)
+        if hq is None or hk is None:
+            hq, hk = self.item_parts(torch.cat([q, k]))
+            hq, hk = hq[:N], hk[N:]
+        wp = self.first.weight[:, 3 * self.dim :]  # (H, D): the q·k part, the only per-pair one
+        H = wp.shape[0]
         step = max(1, pairs_per_chunk // max(1, L))
         scores = []
-        for lo in range(0, q.shape[0], step):
+        for lo in range(0, N, step):
             qc = q[lo : lo + step]
-            h = F.linear(qc.unsqueeze(1) * k.unsqueeze(0), wp)  # (c, L, H)
-            h = h.add_(hk).add_(hq[lo : lo + step].unsqueeze(1)).relu_()  # in place: no (c, L, H) copies
-            scores.append(self.out(self.rest(h)).squeeze(-1))  # (c, L)
+            c = qc.shape[0]
+            # q and k parts summed into one buffer, then the per-pair product accumulated onto it by
+            # the matmul itself, in place (addmm_): no separate add and no copy of a (c·L, H) tensor
+            base = (hq[lo : lo + step].unsqueeze(1) + hk.unsqueeze(0)).view(c * L, H)
+            h = base.addmm_((qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1), wp.t()).relu_()
+            scores.append(self.out(self.rest(h)).view(c, L))  # (c, L)
         s = torch.cat(scores) if len(scores) > 1 else scores[0]  # (N, L)
         if n_keys < L:
             s = s.masked_fill(
@@ -469,7 +487,7 @@ class MultiHeadTargetAttention(nn.Module):
         s = (qh.index_select(0, rows) * kh).sum(-1).float() / qh.shape[-1] ** 0.5  # (P, H)
         w = segment_softmax(s, rows, B) if self.weights == "softmax" else F.relu(s)  # (P, H)
         pooled = s.new_zeros(B, H, vh.shape[-1]).index_add(0, rows, w.unsqueeze(-1) * vh.float())
-        return self.out(pooled.view(B, -1))  # (B, out_dim)
+        return self.out(pooled.view(B, -1).to(q.dtype))  # (B, out_dim), back in the weights dtype
 
 
 # ----------------------------------------------------------------------------------------------
