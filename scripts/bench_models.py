@@ -190,8 +190,14 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         meta["command"],
         "```",
         *(
-            ["", "Request latency timed again afterwards with the same saved runs (load average in the last column):", "",
-             "```", meta["retime_command"], "```"]
+            [
+                "",
+                "Request latency timed again afterwards with the same saved runs (load average in the last column):",
+                "",
+                "```",
+                meta["retime_command"],
+                "```",
+            ]
             if meta.get("retime_command")
             else []
         ),
@@ -303,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     specs = [parse_run(s) for s in args.runs]
     if args.retime:  # the training command stays the one that made the records
-        meta = dict(json.loads(args.out.read_text())["meta"], machine=machine()) if args.out.exists() else meta
+        meta = (
+            dict(json.loads(args.out.read_text())["meta"], machine=machine()) if args.out.exists() else meta
+        )
         return retime(data, specs, done, meta, args)
     # Seed-major: an interrupted benchmark (it resumes with --resume) has every model on the first
     # seed before any model gets a second one.
@@ -320,11 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_outputs(done: list[dict[str, Any]], specs: list, meta: dict[str, Any], args: argparse.Namespace) -> None:
+def write_outputs(
+    done: list[dict[str, Any]], specs: list, meta: dict[str, Any], args: argparse.Namespace
+) -> None:
     oracle = [r["oracle_valid_auc"] for r in done if r["oracle_valid_auc"] is not None]
     meta["oracle_valid_auc"] = oracle[0] if oracle else None
     wanted = {n for n, _, _ in specs}
-    ordered = [r for n, _, _ in specs for r in done if r["name"] == n] + [r for r in done if r["name"] not in wanted]
+    ordered = [r for n, _, _ in specs for r in done if r["name"] == n] + [
+        r for r in done if r["name"] not in wanted
+    ]
     summary = summarise(ordered)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"meta": meta, "summary": summary, "runs": ordered}, indent=2))

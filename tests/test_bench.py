@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from mmctr.bench.harness import resolve_systems
+from mmctr.bench.ours import bench_config
 from mmctr.bench.plot import pareto_front
-from mmctr.bench.spec import SystemSpec
+from mmctr.bench.spec import BenchSettings, SystemSpec
 from mmctr.cli import main
 from mmctr.errors import ConfigError
 
@@ -105,7 +106,21 @@ def test_system_names() -> None:
     s = SystemSpec.parse("mmctr/din@bf16")
     assert (s.family, s.model, s.variant) == ("mmctr", "din", "bf16")
     assert SystemSpec.parse("deepctr-torch/din").family == "deepctr-torch"
-    for bad in ("din", "mmctr/din@fp16", "deepctr-torch/qin", "other/din"):
+    s = SystemSpec.parse("mmctr/din[attention_hidden=[128,64],batch_norm=false]@bf16")
+    assert (s.model, s.variant) == ("din", "bf16")
+    assert s.params == {"attention_hidden": [128, 64], "batch_norm": False}
+    cfg = bench_config(s, BenchSettings(data="unused"))
+    assert cfg.model_params["attention_hidden"] == [128, 64] and cfg.model_params["batch_norm"] is False
+    assert cfg.model_params["dnn_hidden"] == [1024, 512, 256]  # the rest stays the YAML's
+    for bad in (
+        "din",
+        "mmctr/din@fp16",
+        "deepctr-torch/qin",
+        "other/din",
+        "fuxictr/din[embedding_dim=8]",
+        "mmctr/din[attention_hidden]",
+        "mmctr/din[a=1]x",
+    ):
         with pytest.raises(ValueError):
             SystemSpec.parse(bad)
     with pytest.raises(ConfigError, match="unknown model"):

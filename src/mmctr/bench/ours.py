@@ -34,7 +34,7 @@ def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
     }
     if spec.variant:
         train["bf16"] = spec.variant == "bf16"
-    return resolve_run_config(spec.model, None, {"train": train})
+    return resolve_run_config(spec.model, None, {"train": train, "model_params": dict(spec.params)})
 
 
 class MMCTRSystem:

@@ -7,6 +7,7 @@ peer's own interpreter (FuxiCTR's venv), which has torch and numpy but not all o
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -68,12 +69,23 @@ class SystemSpec:
     model: str
     variant: str = ""
     python: str = ""  # the interpreter its subprocess runs in
+    params: dict = field(default_factory=dict)  # model_params overrides, from `din[key=value,...]`
 
     @classmethod
     def parse(cls, name: str, python: str = "") -> SystemSpec:
+        """FAMILY/MODEL[@VARIANT]; our models also take MODEL[key=value,...] (values in JSON), e.g.
+        `mmctr/din[attention_hidden=[128,64]]@bf16`."""
         family, sep, rest = name.partition("/")
         if not sep or not rest:
             raise ValueError(f"system {name!r}: expected FAMILY/MODEL[@VARIANT], e.g. mmctr/din@bf16")
+        params: dict = {}
+        if "[" in rest:
+            model, _, tail = rest.partition("[")
+            inner, close, variant_part = tail.rpartition("]")
+            if not close or (variant_part and not variant_part.startswith("@")):
+                raise ValueError(f"system {name!r}: expected MODEL[key=value,...][@VARIANT]")
+            params = _parse_params(name, inner)
+            rest = model + variant_part
         model, _, variant = rest.partition("@")
         if family != "mmctr" and family not in PEERS:
             raise ValueError(f"system {name!r}: unknown family {family!r}; known: mmctr, {', '.join(PEERS)}")
@@ -81,7 +93,23 @@ class SystemSpec:
             raise ValueError(f"system {name!r}: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         if family != "mmctr" and (model != "din" or variant):
             raise ValueError(f"system {name!r}: peers are measured as {family}/din only")
-        return cls(system=name, family=family, model=model, variant=variant, python=python)
+        if family != "mmctr" and params:
+            raise ValueError(f"system {name!r}: peers take no model parameters")
+        return cls(system=name, family=family, model=model, variant=variant, python=python, params=params)
+
+
+def _parse_params(name: str, inner: str) -> dict:
+    """`a=1,b=[2,3]` → {"a": 1, "b": [2, 3]}: split at commas that start a new `key=`."""
+    out = {}
+    for item in filter(None, re.split(r",(?=\s*\w+=)", inner)):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"system {name!r}: {item!r} is not key=value")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()  # a bare string
+    return out
 
 
 def write_json(path: Path, obj: object) -> None:
