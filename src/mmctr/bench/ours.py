@@ -101,17 +101,11 @@ class MMCTRSystem:
         return predict_split(self.model, self.data["valid"], batch_size, self.bf16)
 
     def serving_model(self) -> torch.nn.Module:
-        from mmctr.serving import for_serving, warm_up
+        from mmctr.serving import for_serving
 
         if self.served is None:
             self.served = for_serving(self.model, bf16=self.bf16)
-            self.warm_threads = 0
-        # Warm up at the thread count the requests then run with, as a server does at start:
-        # oneDNN keys its kernels by thread count too, and a copy warmed on 2 threads answered
-        # 1-thread requests in 20-26 ms p99 instead of 9.2-9.4 ms (p50 6-7 ms instead of 3.5).
-        if self.warm_threads != torch.get_num_threads():
-            warm_up(self.served, max_len=self.data.max_len, bf16=self.bf16)
-            self.warm_threads = torch.get_num_threads()
+            self.warm = False
         return self.served
 
     def predict_valid_serving(self, batch_size: int) -> np.ndarray:
@@ -121,10 +115,17 @@ class MMCTRSystem:
         return predict_split(self.serving_model(), self.data["valid"], batch_size, bf16=False)
 
     def score_request(self, req: Request) -> np.ndarray:
-        from mmctr.serving import request_batch, score_request
+        from mmctr.serving import request_batch, score_request, warm_up
 
+        served = self.serving_model()
+        if not self.warm:
+            # As a server does at start, on the thread count its requests run with (the first
+            # request's): oneDNN builds a kernel per shape for the threads it sees then, and a copy
+            # warmed on 2 threads answered 1-thread requests in 20-26 ms p99 instead of 9.2-9.4 ms.
+            warm_up(served, max_len=self.data.max_len, bf16=self.bf16)
+            self.warm = True
         batch = request_batch(req.hist, req.targets, req.likes, req.views)
-        return score_request(self.serving_model(), batch, bf16=self.bf16)
+        return score_request(served, batch, bf16=self.bf16)
 
     def save(self, out: Path) -> Path:
         # a run directory: config, learned weights, and the item table the model looks up
