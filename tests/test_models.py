@@ -232,3 +232,13 @@ def test_bf16_serving_copy_scores_a_request(name: str, items: ItemTable, split: 
     assert p16.shape == (10,) and np.isfinite(p16).all()
     assert np.abs(p16 - p32).max() < 0.05
     assert next(model.parameters()).dtype == torch.float32  # the trained model is left as it was
+    # the fp32 serving copy (batch norm folded, linears packed for oneDNN where it exists) answers
+    # as the model does, on the request path and on the batch path
+    from mmctr.serving import PackedLinear, _can_pack
+
+    served32 = for_serving(model)
+    if _can_pack():
+        assert any(isinstance(m, PackedLinear) for m in served32.modules())
+    assert np.allclose(score_request(served32, req), p32, atol=1e-5)
+    batch = make_batch(split, slice(0, 8))
+    assert torch.allclose(predict(served32, batch), predict(model, batch), atol=1e-4)

@@ -51,17 +51,22 @@ def request_batch(
     )
 
 
-def for_serving(model: nn.Module, bf16: bool = False) -> nn.Module:
+def for_serving(model: nn.Module, bf16: bool = False, pack: bool = True) -> nn.Module:
     """An eval-mode copy of `model` to answer requests with. A model with `prepare_serving` (the DIN)
     gets its item-side work done once for every item here, so that a request only indexes it. With
     `bf16` its weights and item table are cast to bf16 once, so that no request pays autocast's cast
     of every weight on every call (15% of a bf16 request's time when profiled); the AUC this costs is measured by `mmctr bench`
-    (`valid_auc_serving`). The trained model itself is left as it is."""
+    (`valid_auc_serving`). With `pack` (where oneDNN is available) the MLPs' weights are reordered
+    once for oneDNN and their ReLUs fused (`pack_linears`). The trained model is left as it is."""
     served = copy.deepcopy(model).eval()
     fold_batch_norm(served)
     if hasattr(served, "prepare_serving"):  # item-side tables, computed in the weights' own precision
         served.prepare_serving()
-    return served.to(torch.bfloat16) if bf16 else served
+    if bf16:
+        served = served.to(torch.bfloat16)
+    if pack:
+        pack_linears(served)
+    return served
 
 
 def fold_batch_norm(model: nn.Module) -> int:
@@ -78,6 +83,69 @@ def fold_batch_norm(model: nn.Module) -> int:
                 seq[i + 1] = nn.Identity()
                 folded += 1
     return folded
+
+
+def _can_pack() -> bool:
+    ops = getattr(torch.ops, "mkldnn", None)
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_reorder_linear_weight")
+        and hasattr(ops, "_linear_pointwise")
+    )
+
+
+class PackedLinear(nn.Module):
+    """A Linear for inference whose weight oneDNN reordered into its own blocked layout once, with
+    the ReLU that follows it optionally fused into the same call. Eager `F.linear` reorders the
+    weight on every call: on this machine's bf16 (1,008 × 512) → 256 layer + ReLU that was 893 µs a
+    call, 737 µs fused, and 343 µs fused on the packed weight. Built by `pack_linears` on a serving
+    copy, after its final dtype is set (the packed weight is an opaque oneDNN tensor that `.to()`
+    does not convert and `state_dict` does not hold)."""
+
+    def __init__(self, linear: nn.Linear, relu: bool = False, rows_hint: int = 1024):
+        super().__init__()
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows_hint)
+        self.bias = None if linear.bias is None else linear.bias.detach().clone()
+        self.attr = "relu" if relu else "none"
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.mkldnn._linear_pointwise(
+            x.reshape(-1, self.in_features), self.packed, self.bias, self.attr, [], ""
+        )
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} → {self.out_features}, fused: {self.attr}"
+
+
+def pack_linears(model: nn.Module) -> int:
+    """Replace each nn.Linear called as a module by a PackedLinear; inside an nn.Sequential (the
+    MLPs) the ReLU that follows it (after folded batch norms, now Identity) is fused in. The DIN
+    attention's first layer stays: its weight is read in parts. (Its per-pair part, packed with the
+    add fused by `_linear_pointwise.binary`, answered 3-6% slower than `addmm_` on the plain weight.)
+    Inference only; returns how many weights were packed (0 where oneDNN is missing)."""
+    from mmctr.models.layers import TargetAttention
+
+    if not _can_pack():
+        return 0
+    packed = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear) or (isinstance(parent, TargetAttention) and name == "first"):
+                continue
+            relu = False
+            if isinstance(parent, nn.Sequential):
+                i = int(name)
+                j = i + 1
+                while j < len(parent) and isinstance(parent[j], nn.Identity):
+                    j += 1
+                relu = j < len(parent) and isinstance(parent[j], nn.ReLU)
+                if relu:
+                    parent[j] = nn.Identity()
+            setattr(parent, name, PackedLinear(child, relu=relu))
+            packed += 1
+    return packed
 
 
 def _is_bf16(model: nn.Module) -> bool:

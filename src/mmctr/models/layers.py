@@ -279,7 +279,8 @@ class TargetAttention(nn.Module):
             # q and k parts summed into one buffer, then the per-pair product accumulated onto it by
             # the matmul itself, in place (addmm_): no separate add and no copy of a (c·L, H) tensor
             base = (hq[lo : lo + step].unsqueeze(1) + hk.unsqueeze(0)).view(c * L, H)
-            h = base.addmm_((qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1), wp.t()).relu_()
+            x = (qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1)
+            h = base.addmm_(x, wp.t()).relu_()
             scores.append(self.out(self.rest(h)).view(c, L))  # (c, L)
         s = torch.cat(scores) if len(scores) > 1 else scores[0]  # (N, L)
         if n_keys < L:
