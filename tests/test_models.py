@@ -240,5 +240,6 @@ def test_bf16_serving_copy_scores_a_request(name: str, items: ItemTable, split: 
     if _can_pack():
         assert any(isinstance(m, PackedLinear) for m in served32.modules())
     assert np.allclose(score_request(served32, req), p32, atol=1e-5)
+    assert np.abs(score_request(served32, req, bf16=True) - p32).max() < 0.05  # under autocast too
     batch = make_batch(split, slice(0, 8))
     assert torch.allclose(predict(served32, batch), predict(model, batch), atol=1e-4)

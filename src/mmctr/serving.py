@@ -52,12 +52,16 @@ def request_batch(
 
 
 def for_serving(model: nn.Module, bf16: bool = False, pack: bool = True) -> nn.Module:
-    """An eval-mode copy of `model` to answer requests with. A model with `prepare_serving` (the DIN)
-    gets its item-side work done once for every item here, so that a request only indexes it. With
-    `bf16` its weights and item table are cast to bf16 once, so that no request pays autocast's cast
-    of every weight on every call (15% of a bf16 request's time when profiled); the AUC this costs is measured by `mmctr bench`
-    (`valid_auc_serving`). With `pack` (where oneDNN is available) the MLPs' weights are reordered
-    once for oneDNN and their ReLUs fused (`pack_linears`). The trained model is left as it is."""
+    """An eval-mode copy of `model` to answer requests with; the trained model is left as it is.
+
+    - Batch norms are folded into the linears before them (`fold_batch_norm`).
+    - A model with `prepare_serving` (the DIN) gets its item-side work done once for every item, so
+      that a request only indexes it.
+    - With `bf16` the weights and item table are cast to bf16 once, so that no request pays
+      autocast's cast of every weight on every call (15% of a bf16 request's time when profiled);
+      `mmctr bench` measures the AUC this costs (`valid_auc_serving`).
+    - With `pack` (where oneDNN is available) the linears' weights are reordered for oneDNN once and
+      their ReLUs fused (`pack_linears`)."""
     served = copy.deepcopy(model).eval()
     fold_batch_norm(served)
     if hasattr(served, "prepare_serving"):  # item-side tables, computed in the weights' own precision
@@ -110,10 +114,12 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.mkldnn._linear_pointwise(
-            x.reshape(-1, self.in_features), self.packed, self.bias, self.attr, [], ""
-        )
-        return y.view(*x.shape[:-1], self.out_features)
+        shape = x.shape
+        x = x.reshape(-1, self.in_features)
+        if x.dtype != self.packed.dtype:  # e.g. an fp32 copy scored under bf16 autocast
+            x = x.to(self.packed.dtype)
+        y = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.attr, [], "")
+        return y.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.in_features} → {self.out_features}, fused: {self.attr}"
