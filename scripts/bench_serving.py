@@ -1,5 +1,6 @@
 """Serving options of one trained run, side by side: valid AUC and single-request latency of its
-fp32 serving copy, its bf16 serving copy, and an int8 dynamic-quantised copy (torch.ao).
+fp32 serving copy, its bf16 serving copy with and without packed linears, and an int8
+dynamic-quantised copy (torch.ao).
 
 Requests are interleaved across the options (request i goes to every option before request i+1), so
 a noisy neighbour slows all of them alike. 100 candidates per request from valid rows, 1 thread,
@@ -33,7 +34,7 @@ def int8_copy(model: nn.Module) -> nn.Module:
     """fp32 serving copy with every nn.Linear that is called as a module quantised to int8 weights
     (activations quantised per call). The DIN attention's first layer stays fp32: its weight is
     sliced, not called."""
-    served = for_serving(model)
+    served = for_serving(model, pack=False)  # quantize_dynamic copies it: no opaque oneDNN weights
     names = {
         n for n, m in served.named_modules() if isinstance(m, nn.Linear) and not n.endswith("attention.first")
     }
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     _, model, _ = load_run(args.run)
     options = {
         "fp32": for_serving(model),
+        "bf16, linears not packed": for_serving(model, bf16=True, pack=False),
         "bf16": for_serving(model, bf16=True),
         "int8-dynamic": int8_copy(model),
     }
