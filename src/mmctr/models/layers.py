@@ -214,9 +214,9 @@ class TargetAttention(nn.Module):
         """q (B, D) targets; k (P, D) packed history items; rows (P,) → (P,) raw scores.
         With `key_index` (P,), k is a table of distinct items (U, D) and position p's key is
         k[key_index[p]]: the key part of the first layer is then computed once per distinct item."""
-        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)  # (H, D) each
-        hq = F.linear(q, wq + wd, self.first.bias)  # (B, H)
-        hk = F.linear(k, wk - wd)  # (P, H) or (U, H)
+        w_target, w_key, wp = self.split_first()
+        hq = F.linear(q, w_target, self.first.bias)  # (B, H)
+        hk = F.linear(k, w_key)  # (P, H) or (U, H)
         if key_index is not None:
             hk = hk.index_select(0, key_index)  # (P, H)
             k = k.index_select(0, key_index)  # (P, D)
@@ -237,11 +237,17 @@ class TargetAttention(nn.Module):
         pooled = q.new_zeros(q.shape[0], k.shape[1])
         return pooled.index_add(0, rows, s.unsqueeze(-1).to(k.dtype) * k)  # (B, D)
 
+    def split_first(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's weight as (Wq+Wd, Wk−Wd, Wp), (H, D) each: the target's, the key's and
+        the per-pair (q·k) part of W[q, k, q−k, q·k]."""
+        wq, wk, wd, wp = self.first.weight.split(self.dim, dim=1)
+        return wq + wd, wk - wd, wp
+
     def item_parts(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first layer's per-item parts for items k (U, D): as a target, (Wq+Wd)k + b, and as a
         history key, (Wk−Wd)k; (U, H) each. A serving copy computes them once for every item."""
-        wq, wk, wd, _ = self.first.weight.split(self.dim, dim=1)
-        return F.linear(k, wq + wd, self.first.bias), F.linear(k, wk - wd)
+        w_target, w_key, _ = self.split_first()
+        return F.linear(k, w_target, self.first.bias), F.linear(k, w_key)
 
     def forward_shared(
         self,
@@ -267,9 +273,11 @@ class TargetAttention(nn.Module):
         L, N = k.shape[0], q.shape[0]
         n_keys = L if n_keys is None else n_keys
         if hq is None or hk is None:
-            hq, hk = self.item_parts(torch.cat([q, k]))
-            hq, hk = hq[:N], hk[N:]
-        wp = self.first.weight[:, 3 * self.dim :]  # (H, D): the q·k part, the only per-pair one
+            w_target, w_key, _ = self.split_first()
+            hq, hk = F.linear(q, w_target, self.first.bias), F.linear(k, w_key)  # (N, H), (L, H)
+        # the q·k part, the only per-pair one; a slice, so a request with precomputed hq/hk does
+        # no work on the weights
+        wp = self.first.weight[:, 3 * self.dim :]
         H = wp.shape[0]
         step = max(1, pairs_per_chunk // max(1, L))
         scores = []
