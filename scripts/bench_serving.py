@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {res[name]['valid_auc']:.4f} | {res[name]['p50_ms']:.2f} | {res[name]['p99_ms']:.2f} |"
         )
     if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "options": res}, indent=2))
+        tmp = args.out.with_name(args.out.name + ".tmp")  # never a half-written results file
+        tmp.write_text(json.dumps({"run": str(args.run), "options": res}, indent=2))
+        tmp.replace(args.out)
     return 0
 
 
