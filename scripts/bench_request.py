@@ -1,7 +1,7 @@
 """Latency of one variant of the DIN request path, one process per variant (oneDNN caches kernels per
 process), on the same 300 requests of 100 candidates from valid rows (20 warm-up), single-threaded.
 
-    python scripts/bench_request.py RUN DATA "served,bucket=8,chunk=1024,warm=1"
+    python scripts/bench_request.py RUN DATA "served,bucket=8,chunk=2048,warm=1"
 
 VARIANT: fp32 | autocast | served (bf16 serving copy), then bucket=, chunk=, warm=1 options."""
 
@@ -28,7 +28,8 @@ opts = dict(v.split("=") for v in variant.split(",")[1:])
 base = variant.split(",")[0]
 bf16 = base != "fp32"
 model = for_serving(m, bf16=True) if base == "served" else m
-bucket, chunk = int(opts.get("bucket", 8)), int(opts.get("chunk", 1024))
+bucket = int(opts.get("bucket", 8))
+chunk = int(opts["chunk"]) if "chunk" in opts else None  # None: forward_shared's CHUNK_BYTES default
 model.forward_request = functools.partial(model.forward_request, bucket=bucket)
 att = model.attention
 att.forward_shared = functools.partial(att.forward_shared, pairs_per_chunk=chunk)

@@ -120,3 +120,25 @@ def test_bank_dropout_keeps_expectation_and_varies_by_row():
     drop.eval()
     assert torch.equal(drop(x), x)
     assert isinstance(nn.Sequential(drop), nn.Module)
+
+
+def test_relu_sign_matches_relu_bit_for_bit():
+    from mmctr.models.layers import relu_sign_
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        x = torch.randn(64, 33, generator=g).to(dtype)
+        x[0, :4] = torch.tensor([-0.0, 0.0, float("-inf"), float("inf")]).to(dtype)
+        want = torch.relu(x)
+        got = relu_sign_(x.clone())
+        assert got.dtype == dtype
+        # equal as values, and as bits everywhere but at -0.0 (torch.relu keeps its sign; zero either way)
+        assert torch.equal(got, want)
+        same_bits = got.view(torch.uint8) == want.contiguous().view(torch.uint8)
+        assert same_bits.view(64, 33, -1)[1:].all() and same_bits.view(64, 33, -1)[0, 1:].all()
+        assert got[0, 0].item() == 0.0 and not torch.signbit(got[0, 0])
+    # a non-contiguous view falls back to relu_ and still writes in place
+    y = torch.randn(8, 8, generator=g)
+    t = y.t()
+    relu_sign_(t)
+    assert (y >= 0).all()

@@ -188,6 +188,22 @@ def pack(hist: torch.Tensor) -> Packed:
 REQUEST_BUCKET = 8
 
 
+CHUNK_BYTES = 2 << 20  # the size of one chunk's hidden layer in `TargetAttention.forward_shared`
+
+
+def relu_sign_(x: torch.Tensor) -> torch.Tensor:
+    """In-place ReLU on the sign bit: the tensor viewed as integers of its width, clamped at 0. For
+    IEEE floats the values are ReLU's exactly (negatives become +0.0; -0.0 becomes +0.0 where
+    torch.relu keeps -0.0; a NaN with its sign bit set becomes 0, where torch.relu keeps it). On bf16 it ran in a fifth of `relu_`'s time here (41 vs
+    215 µs on 1,008 × 512), since integer lanes need no conversion to fp32 and back. Other dtypes
+    fall back to `relu_`."""
+    ints = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
+    if x.dtype in ints and x.is_contiguous():
+        x.view(ints[x.dtype]).clamp_min_(0)
+        return x
+    return x.relu_()
+
+
 class TargetAttention(nn.Module):
     """DIN's target attention: score(q, k) = MLP([q, k, q−k, q·k]); output Σ score·k over real
     history positions (softmax optional; the baseline uses none).
@@ -254,7 +270,7 @@ class TargetAttention(nn.Module):
         q: torch.Tensor,
         k: torch.Tensor,
         n_keys: int | None = None,
-        pairs_per_chunk: int = 1024,
+        pairs_per_chunk: int | None = None,
         hq: torch.Tensor | None = None,
         hk: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -269,7 +285,10 @@ class TargetAttention(nn.Module):
         Candidates go through in chunks of about `pairs_per_chunk` (candidate, history item) pairs,
         so that each chunk's (c, L, H) hidden layer stays in the core's cache for the add, the ReLU
         and the next layer: at L=43 and N=100 the unchunked (N, L, 512) tensor is 4.4 MB in bf16 and
-        every pass over it went to memory."""
+        every pass over it went to memory. The default sizes a chunk's hidden layer at CHUNK_BYTES
+        (2 MiB, this machine's L2 per core): 2,048 pairs at H=512 in bf16, 8,192 at H=128. Against
+        a fixed 1,024 pairs that took the served DIN's p99 from 14.8 to 13.0 ms, and the DIN with
+        a 128-64 attention's from 6.1 to 5.8 ms (same process, requests interleaved)."""
         L, N = k.shape[0], q.shape[0]
         n_keys = L if n_keys is None else n_keys
         if hq is None or hk is None:
@@ -279,6 +298,8 @@ class TargetAttention(nn.Module):
         # no work on the weights
         wp = self.first.weight[:, 3 * self.dim :]
         H = wp.shape[0]
+        if pairs_per_chunk is None:
+            pairs_per_chunk = max(256, CHUNK_BYTES // (H * q.element_size()))
         step = max(1, pairs_per_chunk // max(1, L))
         scores = []
         for lo in range(0, N, step):
@@ -288,7 +309,7 @@ class TargetAttention(nn.Module):
             # the matmul itself, in place (addmm_): no separate add and no copy of a (c·L, H) tensor
             base = (hq[lo : lo + step].unsqueeze(1) + hk.unsqueeze(0)).view(c * L, H)
             x = (qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1)
-            h = base.addmm_(x, wp.t()).relu_()
+            h = relu_sign_(base.addmm_(x, wp.t()))
             scores.append(self.out(self.rest(h)).view(c, L))  # (c, L)
         s = torch.cat(scores) if len(scores) > 1 else scores[0]  # (N, L)
         if n_keys < L:
