@@ -1,6 +1,7 @@
 """Serving options of one trained run, side by side: valid AUC and single-request latency of its
-fp32 serving copy, its bf16 serving copy with and without packed linears, and an int8
-dynamic-quantised copy (torch.ao).
+fp32 serving copy, its bf16 serving copy with and without packed linears, an int8
+dynamic-quantised copy (torch.ao), and, for a DIN with the `ort` extra installed, ONNX Runtime in
+fp32 and with ONNX Runtime's dynamic int8 quantisation (`mmctr.ort`).
 
 Requests are interleaved across the options (request i goes to every option before request i+1), so
 a noisy neighbour slows all of them alike. 100 candidates per request from valid rows, 1 thread,
@@ -12,8 +13,10 @@ every option warmed up on every bucketed history length first.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmctr.bench.machine import matmul_rate
 from mmctr.bench.measure import make_requests
 from mmctr.data.reader import load_dataset
 from mmctr.serving import for_serving, request_batch, score_request, warm_up
@@ -60,14 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         "bf16": for_serving(model, bf16=True),
         "int8-dynamic": int8_copy(model),
     }
+    # ONNX Runtime sessions have their thread count fixed: 2 to score the split, 1 for requests
+    scorers = dict(options)
+    workdir = tempfile.TemporaryDirectory(prefix="mmctr-ort-")
+    if hasattr(model, "prepare_serving") and importlib.util.find_spec("onnxruntime"):
+        from mmctr.ort import OrtDIN
+
+        for name, quantize in (("onnxruntime fp32", None), ("onnxruntime int8-dynamic", "int8")):
+            one = OrtDIN.from_model(model, Path(workdir.name) / name.split()[-1], 1, quantize)
+            options[name], scorers[name] = one, OrtDIN(*one.paths, threads=2)
+    else:
+        print("ONNX Runtime options skipped: not a DIN, or the `ort` extra is not installed")
     valid = data["valid"]
     res: dict[str, dict] = {}
-    for name, m in options.items():
+    for name, m in scorers.items():
         torch.set_num_threads(2)
         res[name] = {"valid_auc": auc(valid.label, predict_split(m, valid, 8192, bf16=False))}
     torch.set_num_threads(1)
     for m in options.values():
-        warm_up(m, max_len=data.max_len)
+        warm_up(m, max_len=data.max_len)  # ONNX Runtime too: its first runs allocate
+    # the host's matmul rate moves by 2-3x from one minute to the next on this VM: say what it was
+    rates = [matmul_rate("bf16", 1).gflops]
     reqs = make_requests(data, args.warmup + args.requests, 100, 2025)
     times: dict[str, list[float]] = {k: [] for k in options}
     for i, r in enumerate(reqs):
@@ -77,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
             score_request(m, batch)
             if i >= args.warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
+    rates.append(matmul_rate("bf16", 1).gflops)
     lengths = np.array([(r.hist > 0).sum() for r in reqs[args.warmup :]])
     print(
         f"{args.run}: {args.requests} requests, history length median {np.median(lengths):.0f}, p99 "
-        f"{np.percentile(lengths, 99):.0f}; load average {os.getloadavg()[0]:.2f}"
+        f"{np.percentile(lengths, 99):.0f}; load average {os.getloadavg()[0]:.2f}; bf16 1-thread "
+        f"2048² matmul {rates[0]:.0f} GFLOP/s before the requests, {rates[1]:.0f} after"
     )
     print("| option | valid AUC | request p50 ms | p99 ms |\n|---|---|---|---|")
     for name in options:
@@ -91,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.out:
         tmp = args.out.with_name(args.out.name + ".tmp")  # never a half-written results file
-        tmp.write_text(json.dumps({"run": str(args.run), "options": res}, indent=2))
+        out = {"run": str(args.run), "bf16_matmul_gflops_before_after": rates, "options": res}
+        tmp.write_text(json.dumps(out, indent=2))
         tmp.replace(args.out)
     return 0
 

@@ -55,6 +55,8 @@ def test_split_packed_attention_equals_concat_mlp():
     assert torch.allclose(att.forward_shared(q, junk, n_keys=L), slow1, atol=1e-5)
     att.softmax = True
     assert torch.allclose(att.forward_shared(q, junk, n_keys=L), att.forward_shared(q, k), atol=1e-5)
+    # no real position (an empty history): nothing pooled, with softmax too (not NaN)
+    assert torch.equal(att.forward_shared(q, junk, n_keys=0), torch.zeros(B, 8))
     # the packed path's per-row softmax matches the request path row by row
     row1 = torch.full((B,), 1)
     packed_all = pack(hist[row1])
