@@ -3,7 +3,8 @@ process), on the same 300 requests of 100 candidates from valid rows (20 warm-up
 
     python scripts/bench_request.py RUN DATA "served,bucket=8,chunk=2048,warm=1"
 
-VARIANT: fp32 | autocast | served (bf16 serving copy), then bucket=, chunk=, warm=1 options."""
+VARIANT: fp32 | autocast | served (bf16 serving copy), then bucket=, chunk=, cap= (history cap of the
+served copy), warm=1 options."""
 
 import functools
 import json
@@ -27,7 +28,8 @@ Ls = np.array([(r.hist > 0).sum() for r in reqs[20:]])
 opts = dict(v.split("=") for v in variant.split(",")[1:])
 base = variant.split(",")[0]
 bf16 = base != "fp32"
-model = for_serving(m, bf16=True) if base == "served" else m
+cap = int(opts["cap"]) if "cap" in opts else None  # for_serving(max_history=cap)
+model = for_serving(m, bf16=True, max_history=cap) if base == "served" else m
 bucket = int(opts.get("bucket", 8))
 chunk = int(opts["chunk"]) if "chunk" in opts else None  # None: forward_shared's CHUNK_BYTES default
 model.forward_request = functools.partial(model.forward_request, bucket=bucket)

@@ -1,18 +1,21 @@
 """Serving options of one trained run, side by side: valid AUC and single-request latency of its
 fp32 serving copy, its bf16 serving copy with and without packed linears, an int8
 dynamic-quantised copy (torch.ao), and, for a DIN with the `ort` extra installed, ONNX Runtime in
-fp32 and with ONNX Runtime's dynamic int8 quantisation (`mmctr.ort`).
+fp32 and with ONNX Runtime's dynamic int8 quantisation (`mmctr.ort`); then the bf16 copy with each
+request's history cut to its K most recent items (`--max-history`, `for_serving(max_history=K)`),
+its AUC measured on the valid split cut the same way.
 
 Requests are interleaved across the options (request i goes to every option before request i+1), so
 a noisy neighbour slows all of them alike. 100 candidates per request from valid rows, 1 thread,
 every option warmed up on every bucketed history length first.
 
-    python scripts/bench_serving.py RUN DATA [--requests 300] [--out results.json]
+    python scripts/bench_serving.py RUN DATA [--requests 300] [--max-history 16 32] [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -28,7 +31,7 @@ from torch import nn
 from mmctr.bench.machine import matmul_rate
 from mmctr.bench.measure import make_requests
 from mmctr.data.reader import load_dataset
-from mmctr.serving import for_serving, request_batch, score_request, warm_up
+from mmctr.serving import cap_history, for_serving, request_batch, score_request, warm_up
 from mmctr.training.loop import predict_split
 from mmctr.training.metrics import auc
 from mmctr.training.run_dir import load_run
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", type=Path)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--max-history", type=int, nargs="*", default=[16, 32], metavar="K")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
@@ -75,11 +79,17 @@ def main(argv: list[str] | None = None) -> int:
             options[name], scorers[name] = one, OrtDIN(*one.paths, threads=2)
     else:
         print("ONNX Runtime options skipped: not a DIN, or the `ort` extra is not installed")
+    for k in args.max_history:
+        options[f"bf16, history ≤ {k}"] = scorers[f"bf16, history ≤ {k}"] = for_serving(
+            model, bf16=True, max_history=k
+        )
     valid = data["valid"]
     res: dict[str, dict] = {}
     for name, m in scorers.items():
         torch.set_num_threads(2)
-        res[name] = {"valid_auc": auc(valid.label, predict_split(m, valid, 8192, bf16=False))}
+        k = getattr(m, "max_history", None)
+        split = valid if k is None else dataclasses.replace(valid, hist=cap_history(valid.hist, k))
+        res[name] = {"valid_auc": auc(valid.label, predict_split(m, split, 8192, bf16=False))}
     torch.set_num_threads(1)
     for m in options.values():
         warm_up(m, max_len=data.max_len)  # ONNX Runtime too: its first runs allocate

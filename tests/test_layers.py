@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -106,6 +107,22 @@ def test_din_request_path_equals_batch_path():
     assert p16.dtype == np.float32 and p16.shape == (30,)
     assert np.abs(p16 - p32).max() < 0.02
     assert np.corrcoef(p16, p32)[0, 1] > 0.99
+    # a history cap: the served copy answers a 13-item request as the model answers its 4 most recent
+    hist13 = rng.integers(1, n, 13)
+    capped = for_serving(model, max_history=4)
+    assert capped.max_history == 4 and served.max_history is None
+    np.testing.assert_allclose(
+        score_request(capped, request_batch(hist13, batch.item_id, batch.likes, batch.views)),
+        score_request(model, request_batch(hist13[-4:], batch.item_id, batch.likes, batch.views)),
+        atol=1e-5,
+    )
+    assert not np.allclose(  # and the cap did cut something
+        score_request(capped, request_batch(hist13, batch.item_id, batch.likes, batch.views)),
+        score_request(model, request_batch(hist13, batch.item_id, batch.likes, batch.views)),
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="max_history"):
+        for_serving(model, max_history=0)
     # warm-up scores one request per padded history length, and leaves the answers unchanged
     assert warm_up(served, candidates=30, max_len=16, bf16=True) == 2
     assert np.array_equal(score_request(served, batch, bf16=True), p16)

@@ -8,6 +8,7 @@ plain batch of N rows that share the history.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import torch
@@ -51,7 +52,9 @@ def request_batch(
     )
 
 
-def for_serving(model: nn.Module, bf16: bool = False, pack: bool = True) -> nn.Module:
+def for_serving(
+    model: nn.Module, bf16: bool = False, pack: bool = True, max_history: int | None = None
+) -> nn.Module:
     """An eval-mode copy of `model` to answer requests with; the trained model is left as it is.
 
     - Batch norms are folded into the linears before them (`fold_batch_norm`).
@@ -61,8 +64,15 @@ def for_serving(model: nn.Module, bf16: bool = False, pack: bool = True) -> nn.M
       autocast's cast of every weight on every call (15% of a bf16 request's time when profiled);
       `mmctr bench` measures the AUC this costs (`valid_auc_serving`).
     - With `pack` (where oneDNN is available) the linears' weights are reordered for oneDNN once and
-      their ReLUs fused (`pack_linears`)."""
+      their ReLUs fused (`pack_linears`).
+    - With `max_history` = K, `score_request` keeps each request's K most recent history items (the
+      organisers' pipeline itself keeps the most recent 64). A request's cost grows with its
+      history, so this bounds the slowest requests; `scripts/bench_serving.py` measures the AUC it
+      costs (`cap_history` gives the same cut for a whole split)."""
+    if max_history is not None and max_history < 1:
+        raise ValueError(f"max_history must be at least 1, got {max_history}")
     served = copy.deepcopy(model).eval()
+    served.max_history = max_history
     fold_batch_norm(served)
     if hasattr(served, "prepare_serving"):  # item-side tables, computed in the weights' own precision
         served.prepare_serving()
@@ -159,11 +169,23 @@ def _is_bf16(model: nn.Module) -> bool:
     return p is not None and p.dtype == torch.bfloat16
 
 
+def cap_history(hist: np.ndarray | torch.Tensor, max_history: int | None):
+    """The `max_history` most recent positions of left-padded histories (..., L), most recent last;
+    all of them where `max_history` is None or not shorter."""
+    if max_history is None or hist.shape[-1] <= max_history:
+        return hist
+    return hist[..., -max_history:]
+
+
 @torch.inference_mode()
 def score_request(model: nn.Module, batch: Batch, bf16: bool = False) -> np.ndarray:
     """Click probabilities for the N candidates of one request. `bf16` runs fp32 weights under bf16
-    autocast; a model from `for_serving(model, bf16=True)` already runs in bf16."""
+    autocast; a model from `for_serving(model, bf16=True)` already runs in bf16; one from
+    `for_serving(..., max_history=K)` sees the request's K most recent history items."""
     model.eval()
+    k = getattr(model, "max_history", None)
+    if k is not None and batch.hist.shape[-1] > k:
+        batch = dataclasses.replace(batch, hist=cap_history(batch.hist, k))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not _is_bf16(model)):
         if hasattr(model, "forward_request"):
             logits = model.forward_request(batch)
