@@ -84,12 +84,16 @@ def _check_records(out: Path, systems: set[str]) -> list[dict]:
 
 def test_tiny_bench_writes_records_table_and_plot(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
+    capped = "mmctr/din[max_history=2]@fp32"  # served on the 2 most recent history items
+    models = ["din", capped.removeprefix("mmctr/")]
     rc = main(
-        ["bench", "--data", str(tiny_data), "--models", "din", "--peers", "--out", str(out), *TINY_ARGS]
+        ["bench", "--data", str(tiny_data), "--models", *models, "--peers", "--out", str(out), *TINY_ARGS]
     )
     assert rc == 0
-    (rec,) = _check_records(out, {"mmctr/din"})
+    rec, cap = _check_records(out, {"mmctr/din", capped})
     assert rec["model"] == "din" and rec["family"] == "mmctr"
+    # the cap reaches the serving copy and the AUC's batch path alike (their scores agree above)
+    assert "2 most recent" in cap["inputs"] and "max_history" not in json.dumps(cap["hparams"])
     assert rec["train_steps_timed"] == 2 and rec["epochs"] == 1
     machine = json.loads((out / "machine.json").read_text())
     assert {(m["dtype"], m["threads"]) for m in machine["matmul"]} >= {("fp32", 1), ("bf16", 1)}
@@ -112,6 +116,12 @@ def test_system_names() -> None:
     cfg = bench_config(s, BenchSettings(data="unused"))
     assert cfg.model_params["attention_hidden"] == [128, 64] and cfg.model_params["batch_norm"] is False
     assert cfg.model_params["dnn_hidden"] == [1024, 512, 256]  # the rest stays the YAML's
+    # max_history configures the serving copy, not the model
+    s = SystemSpec.parse("mmctr/din[max_history=16]@bf16")
+    assert (
+        s.params == {"max_history": 16}
+        and "max_history" not in bench_config(s, BenchSettings("x")).model_params
+    )
     for bad in (
         "din",
         "mmctr/din@fp16",

@@ -17,6 +17,9 @@ from mmctr.config import RunConfig, resolve_run_config
 from mmctr.data.batches import Batch, iter_batches
 from mmctr.data.reader import Dataset
 
+# keys of `mmctr/model[key=value,...]` that configure the serving copy, not the model
+SERVING_KEYS = ("max_history",)
+
 
 def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
     """The model's own config with the bench's shared training settings; the variant sets precision."""
@@ -34,7 +37,8 @@ def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
     }
     if spec.variant:
         train["bf16"] = spec.variant == "bf16"
-    return resolve_run_config(spec.model, None, {"train": train, "model_params": dict(spec.params)})
+    model_params = {k: v for k, v in spec.params.items() if k not in SERVING_KEYS}
+    return resolve_run_config(spec.model, None, {"train": train, "model_params": model_params})
 
 
 class MMCTRSystem:
@@ -44,9 +48,13 @@ class MMCTRSystem:
         self.bf16 = self.cfg.train.bf16
         self.precision = "bf16" if self.bf16 else "fp32"
         mp = self.cfg.model_params
+        # `max_history=K`: the system serves each request from its K most recent history items
+        # (`for_serving(max_history=K)`), and its valid AUC is measured on histories cut the same way
+        self.max_history = spec.params.get("max_history")
+        cap = f"; served and scored on the {self.max_history} most recent" if self.max_history else ""
         self.inputs = (
             f"target item (id + tags + projected item_emb_d128) + likes/views levels; history of "
-            f"≤{data.max_len} items packed to real positions; model_params {mp}"
+            f"≤{data.max_len} items packed to real positions{cap}; model_params {mp}"
         )
         self.model: torch.nn.Module | None = None
         self.served: torch.nn.Module | None = None  # the model's serving copy (bf16 weights for @bf16)
@@ -98,13 +106,21 @@ class MMCTRSystem:
     def predict_valid(self, batch_size: int) -> np.ndarray:
         from mmctr.training.loop import predict_split
 
-        return predict_split(self.model, self.data["valid"], batch_size, self.bf16)
+        return predict_split(self.model, self._valid(), batch_size, self.bf16)
+
+    def _valid(self):
+        from mmctr.serving import cap_history
+
+        valid = self.data["valid"]
+        if self.max_history is None:
+            return valid
+        return dataclasses.replace(valid, hist=cap_history(valid.hist, self.max_history))
 
     def serving_model(self) -> torch.nn.Module:
         from mmctr.serving import for_serving
 
         if self.served is None:
-            self.served = for_serving(self.model, bf16=self.bf16)
+            self.served = for_serving(self.model, bf16=self.bf16, max_history=self.max_history)
             self.warm = False
         return self.served
 
@@ -112,7 +128,7 @@ class MMCTRSystem:
         """The valid split scored by the serving copy: what serving in bf16 costs in AUC."""
         from mmctr.training.loop import predict_split
 
-        return predict_split(self.serving_model(), self.data["valid"], batch_size, bf16=False)
+        return predict_split(self.serving_model(), self._valid(), batch_size, bf16=False)
 
     def score_request(self, req: Request) -> np.ndarray:
         from mmctr.serving import request_batch, score_request, warm_up
