@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import as_if_trained, random_items
 from mmctr.config import resolve_run_config
-from mmctr.data.reader import ItemTable
 from mmctr.models.layers import BankDropout, TargetAttention, pack
 from mmctr.serving import for_serving, request_batch, score_request, warm_up
 from mmctr.training.run_dir import build_model
@@ -67,23 +67,9 @@ def test_split_packed_attention_equals_concat_mlp():
 
 
 def test_din_request_path_equals_batch_path():
-    rng = np.random.default_rng(0)
     n = 60
-    items = ItemTable(
-        rng.integers(0, 20, (n, 5)).astype(np.int32),
-        rng.normal(size=(n, 128)).astype(np.float32),
-        rng.integers(0, 11, n),
-        rng.integers(0, 11, n),
-    )
-    items.tags[0] = 0
-    items.emb[0] = 0
-    model = build_model(resolve_run_config("din"), items).eval()
-    g = torch.Generator().manual_seed(0)
-    for bn in [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]:  # as if trained
-        bn.running_mean.normal_(0, 0.5, generator=g)
-        bn.running_var.uniform_(0.5, 2.0, generator=g)
-        bn.weight.data.uniform_(0.5, 1.5, generator=g)
-        bn.bias.data.normal_(0, 0.1, generator=g)
+    model = as_if_trained(build_model(resolve_run_config("din"), random_items(n, seed=0)).eval())
+    rng = np.random.default_rng(0)
     batch = request_batch(
         np.array([0, 0, 5, 9, 3]), rng.integers(1, n, 30), rng.integers(0, 11, 30), rng.integers(0, 11, 30)
     )

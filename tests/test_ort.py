@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import as_if_trained, random_items
 from mmctr.config import resolve_run_config
-from mmctr.data.reader import ItemTable
 from mmctr.serving import for_serving, request_batch, score_request
 from mmctr.training.run_dir import build_model
 
@@ -17,23 +17,9 @@ pytest.importorskip("onnxscript")
 
 
 def _din(softmax: bool = False) -> tuple[nn.Module, int]:
-    rng = np.random.default_rng(1)
     n = 40
-    items = ItemTable(
-        rng.integers(0, 20, (n, 5)).astype(np.int32),
-        rng.normal(size=(n, 128)).astype(np.float32),
-        rng.integers(0, 11, n),
-        rng.integers(0, 11, n),
-    )
-    items.tags[0] = 0
-    items.emb[0] = 0
     cfg = resolve_run_config("din", overrides={"model_params": {"attention_softmax": softmax}})
-    model = build_model(cfg, items).eval()
-    g = torch.Generator().manual_seed(0)
-    for bn in [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]:  # as if trained
-        bn.running_mean.normal_(0, 0.5, generator=g)
-        bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return model, n
+    return as_if_trained(build_model(cfg, random_items(n, seed=1)).eval()), n
 
 
 @pytest.mark.parametrize("softmax", [False, True])
