@@ -15,7 +15,6 @@ every option warmed up on every bucketed history length first.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -87,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, dict] = {}
     for name, m in scorers.items():
         torch.set_num_threads(2)
-        k = getattr(m, "max_history", None)
-        split = valid if k is None else dataclasses.replace(valid, hist=cap_history(valid.hist, k))
+        split = cap_history(valid, getattr(m, "max_history", None))
         res[name] = {"valid_auc": auc(valid.label, predict_split(m, split, 8192, bf16=False))}
     torch.set_num_threads(1)
     for m in options.values():

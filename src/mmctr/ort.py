@@ -54,19 +54,21 @@ class _Head(nn.Module):
         h = self.din.dnn(torch.cat([target, pooled, *ctx], dim=-1))
         return self.din.head(h).squeeze(-1)
 
-    def pair_scores(self, h1):
-        att = self.din.attention
+    def pair_scores(self, ids, q, k, hk):
+        """Raw attention scores (B, L) of targets `ids` / q (B, D) against keys k and their key parts
+        hk, (B or 1, L, D) and (B or 1, L, H): the first layer split as in TargetAttention."""
+        att, t = self.din.attention, self.din.serving_tables
+        wp = att.first.weight[:, 3 * att.dim :]
+        h1 = (q.unsqueeze(1) * k) @ wp.t() + t["hq"][ids].unsqueeze(1) + hk  # (B, L, H)
         return att.out(att.rest(torch.relu(h1))).squeeze(-1)
 
 
 class _RequestGraph(_Head):
     def forward(self, ids, hist, likes, views):  # (N,), (L,), (N,), (N,)
-        att, t = self.din.attention, self.din.serving_tables
+        t = self.din.serving_tables
         q, k = t["items"][ids], t["items"][hist]  # (N, D), (L, D)
-        wp = att.first.weight[:, 3 * att.dim :]
-        x = (q.unsqueeze(1) * k.unsqueeze(0)) @ wp.t()  # (N, L, H)
-        s = self.pair_scores(x + t["hq"][ids].unsqueeze(1) + t["hk"][hist].unsqueeze(0))  # (N, L)
-        if att.softmax:
+        s = self.pair_scores(ids, q, k.unsqueeze(0), t["hk"][hist].unsqueeze(0))  # (N, L)
+        if self.din.attention.softmax:
             s = torch.softmax(s, dim=-1)
         return self.logits(q, s @ k, likes, views)
 
@@ -75,9 +77,7 @@ class _BatchGraph(_Head):
     def forward(self, ids, hist, likes, views):  # (B,), (B, L) zero-padded, (B,), (B,)
         att, t = self.din.attention, self.din.serving_tables
         q, k = t["items"][ids], t["items"][hist]  # (B, D), (B, L, D)
-        wp = att.first.weight[:, 3 * att.dim :]
-        x = (q.unsqueeze(1) * k) @ wp.t()  # (B, L, H)
-        s = self.pair_scores(x + t["hq"][ids].unsqueeze(1) + t["hk"][hist])  # (B, L)
+        s = self.pair_scores(ids, q, k, t["hk"][hist])  # (B, L)
         real = hist > 0
         if att.softmax:
             s = torch.softmax(s.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)
@@ -109,7 +109,9 @@ def export_din(served: nn.Module, path: str | Path, form: str = "request") -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on its own internals
@@ -126,6 +128,7 @@ def export_din(served: nn.Module, path: str | Path, form: str = "request") -> Pa
         prog.save(tmp, external_data=False)
         os.replace(tmp, path)
     finally:
+        onnx_log.setLevel(level)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path

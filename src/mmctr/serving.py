@@ -169,12 +169,13 @@ def _is_bf16(model: nn.Module) -> bool:
     return p is not None and p.dtype == torch.bfloat16
 
 
-def cap_history(hist: np.ndarray | torch.Tensor, max_history: int | None):
-    """The `max_history` most recent positions of left-padded histories (..., L), most recent last;
-    all of them where `max_history` is None or not shorter."""
-    if max_history is None or hist.shape[-1] <= max_history:
-        return hist
-    return hist[..., -max_history:]
+def cap_history(rows, max_history: int | None):
+    """`rows` (a `Batch`, or a `SplitArrays` split) with each left-padded history (most recent last)
+    cut to its `max_history` most recent positions; `rows` itself where `max_history` is None or
+    the histories are no longer."""
+    if max_history is None or rows.hist.shape[-1] <= max_history:
+        return rows
+    return dataclasses.replace(rows, hist=rows.hist[..., -max_history:])
 
 
 @torch.inference_mode()
@@ -183,9 +184,7 @@ def score_request(model: nn.Module, batch: Batch, bf16: bool = False) -> np.ndar
     autocast; a model from `for_serving(model, bf16=True)` already runs in bf16; one from
     `for_serving(..., max_history=K)` sees the request's K most recent history items."""
     model.eval()
-    k = getattr(model, "max_history", None)
-    if k is not None and batch.hist.shape[-1] > k:
-        batch = dataclasses.replace(batch, hist=cap_history(batch.hist, k))
+    batch = cap_history(batch, getattr(model, "max_history", None))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and not _is_bf16(model)):
         if hasattr(model, "forward_request"):
             logits = model.forward_request(batch)

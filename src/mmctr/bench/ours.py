@@ -111,10 +111,7 @@ class MMCTRSystem:
     def _valid(self):
         from mmctr.serving import cap_history
 
-        valid = self.data["valid"]
-        if self.max_history is None:
-            return valid
-        return dataclasses.replace(valid, hist=cap_history(valid.hist, self.max_history))
+        return cap_history(self.data["valid"], self.max_history)
 
     def serving_model(self) -> torch.nn.Module:
         from mmctr.serving import for_serving
