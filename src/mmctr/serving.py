@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -99,13 +100,23 @@ def fold_batch_norm(model: nn.Module) -> int:
     return folded
 
 
-def _can_pack() -> bool:
+@functools.cache
+def _can_pack(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN packs and runs a linear of this dtype here. bf16 needs AVX-512 (BW/VL/DQ) or
+    AVX-NE-CONVERT: an AMD EPYC without them refuses to reorder a bf16 weight, so probe once."""
     ops = getattr(torch.ops, "mkldnn", None)
-    return bool(
+    if not (
         torch.backends.mkldnn.is_available()
         and hasattr(ops, "_reorder_linear_weight")
         and hasattr(ops, "_linear_pointwise")
-    )
+    ):
+        return False
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 8, dtype=dtype), 8)
+        torch.ops.mkldnn._linear_pointwise(torch.zeros(2, 8, dtype=dtype), w, None, "none", [], "")
+    except RuntimeError:
+        return False
+    return True
 
 
 class PackedLinear(nn.Module):
@@ -143,12 +154,12 @@ def pack_linears(model: nn.Module) -> int:
     Inference only; returns how many weights were packed (0 where oneDNN is missing)."""
     from mmctr.models.layers import TargetAttention
 
-    if not _can_pack():
-        return 0
     packed = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear) or (isinstance(parent, TargetAttention) and name == "first"):
+                continue
+            if not _can_pack(child.weight.dtype):
                 continue
             relu = False
             if isinstance(parent, nn.Sequential):
