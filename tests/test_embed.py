@@ -180,8 +180,12 @@ def test_cli_embed_and_errors(tiny_data: Path, tmp_path: Path, capsys: pytest.Ca
     rc = main(["embed", "--data", str(tiny_data), "--out", str(out), "--fusion", "random", "--no-progress"])
     assert rc == 0 and out.exists() and json_path(out).exists()
     assert "written to" in capsys.readouterr().out
-    rc = main(["embed", "--data", str(tiny_data), "--out", str(out), "--fusion", "nope"])
+    rc = main(["embed", "--data", str(tiny_data), "--out", str(out), "--fusion", "random"])
+    assert rc == 2 and "pass --overwrite" in capsys.readouterr().err  # an existing --out is kept
+    rc = main(["embed", "--data", str(tiny_data), "--out", str(out), "--fusion", "nope", "--overwrite"])
     assert rc == 2 and "unknown; available" in capsys.readouterr().err
-    rc = main(["embed", "--data", str(tmp_path / "absent"), "--out", str(out), "--fusion", "random"])
+    rc = main(
+        ["embed", "--data", str(tmp_path / "absent"), "--out", str(out), "--fusion", "random", "--overwrite"]
+    )
     assert rc == 2 and "absent" in capsys.readouterr().err
     assert main(["embed", "--list"]) == 0 and "coclick" in capsys.readouterr().out

@@ -215,9 +215,17 @@ def test_refuses_non_empty_out_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(MMCTRError, match="not empty"):
         generate(out, scale="tiny", images=False, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
-    generate(out, scale="tiny", images=False, overwrite=True, progress=False)
-    assert not (out / "keep.txt").exists() and Layout(out).split("train").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"], "no temporary directory is left behind"
+    # --overwrite replaces only an earlier data root of `mmctr synth`, never a user's folder
+    with pytest.raises(MMCTRError, match="will not replace it"):
+        generate(out, scale="tiny", images=False, overwrite=True, progress=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    other = tmp_path / "synth"
+    generate(other, scale="tiny", images=False, progress=False)
+    generate(other, scale="tiny", seed=1, images=False, overwrite=True, progress=False)
+    assert (
+        Layout(other).split("train").exists() and '"seed": 1' in (other / "truth" / "world.json").read_text()
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "synth"], "no temporary directory is left"
 
 
 def test_cli_synth(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from mmctr.encoders.image import list_images
 from mmctr.encoders.runner import ModalityFeatures, check_alignment, encode_images, encode_titles
 from mmctr.errors import DataError, MMCTRError
 from mmctr.fusion import DEFAULT_FUSION, FusionInput, FusionOptions, get_fusion
+from mmctr.outputs import OutputKind, check_out
 
 
 @dataclass
@@ -59,6 +60,7 @@ class EmbedConfig:
     progress: bool = True
     check_samples: int = 8  # items re-encoded one by one to prove alignment
     threads: int = 0  # torch intra-op threads; 0: the cores not busy with other processes
+    overwrite: bool = False  # replace an existing --out (only an item_info parquet, see mmctr.outputs)
 
 
 @dataclass
@@ -110,6 +112,18 @@ def _list_array(matrix: np.ndarray, value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=value_type))
 
 
+def _is_item_info(path: Path) -> bool:
+    """An earlier output of `mmctr embed`: a parquet with the item_info columns."""
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return all(c in names for c in ("item_id", "item_tags", "item_emb_d128"))
+
+
+ITEM_INFO_FILE = OutputKind("item_info parquet", _is_item_info, is_dir=False)
+
+
 def write_item_info(path: Path, tags: np.ndarray, emb: np.ndarray) -> None:
     """Write item_info in the challenge schema, atomically (temporary file, then rename)."""
     if tags.shape[1] != TAGS_LEN or len(tags) != len(emb):
@@ -157,6 +171,7 @@ def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, A
     """Run the pipeline; return the report that is also written as JSON beside `cfg.out`."""
     import torch
 
+    check_out(Path(cfg.out), ITEM_INFO_FILE, cfg.overwrite)  # before minutes of encoding
     load_average = os.getloadavg()[0]
     threads = cfg.threads if cfg.threads > 0 else auto_threads()
     previous = torch.get_num_threads()

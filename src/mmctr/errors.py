@@ -23,3 +23,10 @@ class ConfigError(MMCTRError):
 
 class SubmissionError(MMCTRError):
     """A prediction file does not meet the challenge's submission format."""
+
+
+def warn(message: str) -> None:
+    """A warning a user should read (printed to stderr, not raised)."""
+    import sys
+
+    print(f"mmctr: warning: {message}", file=sys.stderr, flush=True)

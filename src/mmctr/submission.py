@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -12,15 +11,41 @@ import numpy as np
 
 from mmctr.data.schema import TRACKS
 from mmctr.errors import SubmissionError
+from mmctr.outputs import OutputKind, check_out, move_into_place, temp_beside
 from mmctr.training.metrics import auc
 
 PREDICTION_FILE = "prediction.csv"
 
 
-def write_submission(pred: np.ndarray, out: Path, track: str = "Task2") -> Path:
-    """Write `pred` (one probability per test row, in test.parquet order) as the submission zip."""
+def _is_submission(path: Path) -> bool:
+    """An earlier output of `mmctr predict`: a zip holding prediction.csv, or such a csv."""
+    try:
+        read_submission(path)
+    except SubmissionError:
+        return False
+    return True
+
+
+SUBMISSION = OutputKind("submission (zip or prediction csv)", _is_submission, is_dir=False)
+
+
+def check_submission_out(out: Path, overwrite: bool = False) -> Path:
+    """Refuse an --out that is not .zip/.csv, or that may not be written (`mmctr.outputs`)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".zip", ".csv"):
+        raise SubmissionError(
+            f"{out}: expected a .zip (the challenge's submission) or a .csv (prediction.csv alone)"
+        )
+    check_out(out, SUBMISSION, overwrite)
+    return out
+
+
+def write_submission(pred: np.ndarray, out: Path, track: str = "Task2", overwrite: bool = False) -> Path:
+    """Write `pred` (one probability per test row, in test.parquet order) as the submission: a zip
+    holding prediction.csv (what the challenge takes), or the bare csv when `out` ends in .csv."""
     if track not in TRACKS:
         raise SubmissionError(f"unknown track {track!r}; expected one of {', '.join(TRACKS)}")
+    out = check_submission_out(out, overwrite)
     pred = np.asarray(pred, dtype=np.float64).ravel()
     if not np.isfinite(pred).all():
         raise SubmissionError(
@@ -29,12 +54,16 @@ def write_submission(pred: np.ndarray, out: Path, track: str = "Task2") -> Path:
     buf = io.StringIO()
     buf.write(f"ID,{track}\n")
     np.savetxt(buf, np.column_stack([np.arange(pred.size), pred]), fmt=["%d", "%.8f"], delimiter=",")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(PREDICTION_FILE, buf.getvalue())
-    tmp.replace(out)
+    tmp = temp_beside(out)
+    try:
+        if out.suffix.lower() == ".csv":
+            tmp.write_text(buf.getvalue())
+        else:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(PREDICTION_FILE, buf.getvalue())
+        move_into_place(tmp, out, SUBMISSION, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -62,22 +91,51 @@ def _parse_csv(text: str, where: str, value_name: str | None = None) -> tuple[st
     return header[1], ids, vals
 
 
+def _read_text(path: Path, role: str, expected: str) -> str:
+    """The text of a csv the user named, with errors that say which file and what was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise SubmissionError(f"{path}: file not found; {role} should be {expected}")
+    if path.is_dir():
+        hint = ""
+        if (path / "test_labels.csv").exists():
+            hint = f" (did you mean {path / 'test_labels.csv'}?)"
+        raise SubmissionError(f"{path}: is a directory; {role} should be {expected}{hint}")
+    data = path.read_bytes()
+    if data[:4] == b"PAR1":
+        raise SubmissionError(f"{path}: is a parquet file; {role} should be {expected}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{path}: is not a text file; {role} should be {expected}") from None
+
+
+_PRED_EXPECTED = "a submission zip (prediction.csv inside) or a csv with header ID,<track>"
+_TRUTH_EXPECTED = "a ground-truth csv with header ID,label (DATA/truth/test_labels.csv)"
+
+
 def read_submission(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
     """(track, ids, predictions) from a submission zip, or from a bare prediction.csv."""
     path = Path(path)
-    if not path.exists():
-        raise SubmissionError(f"{path}: file not found")
-    if zipfile.is_zipfile(path):
+    if path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             if PREDICTION_FILE not in zf.namelist():
                 raise SubmissionError(
                     f"{path}: the zip has no {PREDICTION_FILE} at its root (it holds {zf.namelist()})"
                 )
-            text = zf.read(PREDICTION_FILE).decode()
+            try:
+                text = zf.read(PREDICTION_FILE).decode()
+            except (UnicodeDecodeError, zipfile.BadZipFile, OSError) as err:
+                raise SubmissionError(f"{path}:{PREDICTION_FILE}: cannot be read ({err})") from None
         where = f"{path}:{PREDICTION_FILE}"
     else:
-        text, where = path.read_text(), str(path)
+        text, where = _read_text(path, "--pred", _PRED_EXPECTED), str(path)
     track, ids, vals = _parse_csv(text, where)
+    if track == "label":
+        raise SubmissionError(
+            f"{where}: has the ground truth's header ID,label; --pred takes the predictions "
+            "(did you swap --pred and --truth?)"
+        )
     if track not in TRACKS:
         raise SubmissionError(
             f"{where}: column {track!r} is not a track; expected one of {', '.join(TRACKS)}"
@@ -87,12 +145,44 @@ def read_submission(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
 
 def read_labels(path: Path) -> np.ndarray:
     """Ground-truth labels from an `ID,label` csv, indexed by ID."""
-    _, ids, labels = _parse_csv(Path(path).read_text(), str(path), "label")
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        raise SubmissionError(
+            f"{path}: is a zip (a submission?); --truth takes {_TRUTH_EXPECTED} (did you swap --pred and --truth?)"
+        )
+    text = _read_text(path, "--truth", _TRUTH_EXPECTED)
+    first = text.split("\n", 1)[0].strip()
+    if first.startswith("ID,") and first[3:] in TRACKS:
+        raise SubmissionError(
+            f"{path}: has a submission's header {first!r}; --truth takes {_TRUTH_EXPECTED} "
+            "(did you swap --pred and --truth?)"
+        )
+    _, ids, labels = _parse_csv(text, str(path), "label")
     if not np.array_equal(np.sort(ids), np.arange(len(ids))):
         raise SubmissionError(f"{path}: IDs must be 0..{len(ids) - 1} once each")
     y = np.empty(len(ids))
     y[ids] = labels
     return y
+
+
+def oracle_test_auc(truth_path: Path) -> float | None:
+    """AUC of the generator's true click probability on the test labels (the ceiling), when the
+    truth is a generated data root's (`click_probability.parquet` beside the labels); else None."""
+    import pyarrow.parquet as pq
+
+    truth_path = Path(truth_path)
+    probs = truth_path.parent / "click_probability.parquet"
+    if not probs.is_file():
+        return None
+    t = pq.read_table(probs).to_pydict()
+    split = np.asarray(t["split"])
+    rows = np.asarray(t["row"])[split == "test"]
+    labels = read_labels(truth_path)
+    if len(rows) != len(labels):
+        return None
+    p = np.empty(len(rows))
+    p[rows] = np.asarray(t["p"])[split == "test"]
+    return auc(labels, p)
 
 
 def score(pred_path: Path, truth_path: Path) -> dict[str, float | int | str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import mmctr
 from mmctr.bench.machine import MachineInfo
 from mmctr.bench.spec import PEERS, BenchSettings, Hparams, SystemSpec, write_json
 from mmctr.errors import ConfigError
+from mmctr.outputs import BENCH_DIR, check_out, move_into_place, temp_beside
 
 SRC_DIR = Path(mmctr.__file__).resolve().parents[1]  # what a peer's interpreter needs on PYTHONPATH
 REPO_DIR = SRC_DIR.parent
@@ -290,13 +292,55 @@ def run_bench(
     max_wait: float = 1800.0,
     command: str = "",
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
-    """Measure every system; write DIR/bench.json (list of records), bench.md, auc_latency.png."""
+    """Measure every system; write DIR/bench.json (list of records), bench.md, auc_latency.png.
+    The directory is written under a temporary name and renamed when complete."""
+
+    final = Path(out)
+    check_out(final, BENCH_DIR, overwrite)
+    out = temp_beside(final)  # renamed to `final` once everything is written
+    out.mkdir()
+    try:
+        records = _run_bench(
+            settings,
+            out,
+            models,
+            peers,
+            repeats,
+            pythons,
+            matmul_n,
+            timeout,
+            max_load,
+            max_wait,
+            command,
+            log,
+        )
+        move_into_place(out, final, BENCH_DIR, overwrite)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    log(f"wrote {final / 'bench.json'}, {final / 'bench.md'}, {final / 'auc_latency.png'}")
+    return records
+
+
+def _run_bench(
+    settings: BenchSettings,
+    out: Path,
+    models: list[str] | None,
+    peers: list[str] | tuple[str, ...],
+    repeats: int,
+    pythons: dict[str, str | None] | None,
+    matmul_n: int,
+    timeout: float | None,
+    max_load: float,
+    max_wait: float,
+    command: str,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     from mmctr.bench.plot import plot_auc_latency
     from mmctr.bench.report import write_markdown
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.replace(settings, work_dir=str((out / "work").resolve()))
     specs, skipped = resolve_systems(models, list(peers), pythons)
     for s in skipped:
@@ -335,5 +379,4 @@ def run_bench(
     write_json(out / "meta.json", meta)
     (out / "bench.md").write_text(write_markdown(records, machine, meta))
     plot_auc_latency(records, out / "auc_latency.png")
-    log(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'auc_latency.png'}")
     return records

@@ -40,17 +40,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs", type=int, default=1, help="training budget for valid AUC, every system (default 1)"
     )
-    p.add_argument("--warmup-steps", type=int, default=3)
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier `mmctr bench` output"
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, default=3, help="training steps run before the timed ones (default 3)"
+    )
     p.add_argument("--timed-steps", type=int, default=10, help="training steps timed after warm-up (median)")
     p.add_argument("--candidates", type=int, default=100, help="candidates per request (default 100)")
     p.add_argument("--requests", type=int, default=300, help="timed requests (default 300)")
-    p.add_argument("--warmup-requests", type=int, default=20)
+    p.add_argument(
+        "--warmup-requests", type=int, default=20, help="requests run before the timed ones (default 20)"
+    )
     p.add_argument(
         "--batch-size", type=int, help="training batch size for every system (default: our DIN config's)"
     )
     p.add_argument("--eval-batch-size", type=int, default=8192, help="batch for scoring the valid split")
     p.add_argument("--threads", type=int, default=0, help="training/batch threads (default: torch's default)")
-    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--seed", type=int, default=2025, help="training seed of every system (default 2025)")
     p.add_argument(
         "--max-train-rows", type=int, default=0, help="use only the first rows of train (quick runs)"
     )
@@ -78,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from mmctr.bench.harness import din_hparams, run_bench
     from mmctr.bench.spec import BenchSettings
     from mmctr.errors import ConfigError
+    from mmctr.outputs import BENCH_DIR, check_out
 
     for name in ("epochs", "timed_steps", "candidates", "requests", "repeats"):
         if getattr(args, name) < 1:
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     hp = din_hparams()
     if args.batch_size:
         hp = dataclasses.replace(hp, batch_size=args.batch_size)
+    check_out(args.out, BENCH_DIR, args.overwrite)  # before measuring for minutes
     settings = BenchSettings(
         data=str(args.data),
         hparams=hp,
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         max_load=args.max_load,
         max_wait=args.max_wait,
         command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        overwrite=args.overwrite,
     )
     print((args.out / "bench.md").read_text())
     return 0 if records else 1

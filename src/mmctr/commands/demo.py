@@ -10,14 +10,20 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "demo", help="generate synthetic data, train the baseline DIN, write and score a submission"
+        "demo",
+        help="generate synthetic data, train the baseline DIN, write and score a submission",
+        description="The whole Track-2 pipeline on generated data: synth -> train -> predict -> score, "
+        "printing the test AUC beside the oracle's. Data already generated in --out is reused; a rerun "
+        "replaces the demo's own run and submission, and nothing else.",
     )
     p.add_argument(
         "--out", type=Path, default=Path("demo_out"), help="working directory (default ./demo_out)"
     )
-    p.add_argument("--scale", default="small", choices=["tiny", "small", "full"])
+    p.add_argument(
+        "--scale", default="small", choices=["tiny", "small", "full"], help="data size (default small)"
+    )
     p.add_argument("--seed", type=int, default=0, help="data and training seed")
-    p.add_argument("--model", default="din")
+    p.add_argument("--model", default="din", help="model to train (see `mmctr models`; default din)")
     p.add_argument(
         "--epochs", type=int, default=2, help="maximum epochs (default 2, so the demo takes minutes)"
     )
@@ -28,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="batch size (default 2048: more steps per epoch than the baseline's 8192)",
     )
     p.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from mmctr.data.reader import load_dataset
     from mmctr.data.schema import Layout
     from mmctr.data.synth import generate
-    from mmctr.submission import score, write_submission
+    from mmctr.submission import oracle_test_auc, score, write_submission
     from mmctr.training.loop import train_and_save
 
     from .predict import predict_test
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out / f"run_{args.model}"
     zip_path = out / "submission_Task2.zip"
 
+    check_demo_dir(out)
     print(f"[1/4] synth: MMCTR-format data, scale {args.scale}, seed {args.seed} → {data_root}")
     if (data_root / "truth" / "world.json").exists():
         print("      (already there; reusing it)")
@@ -63,16 +70,17 @@ def run(args: argparse.Namespace) -> int:
     }
     cfg = resolve_run_config(args.model, None, {"train": train_over})
     data = load_dataset(data_root, max_len=cfg.train.max_len, splits=("train", "valid"))
-    result = train_and_save(cfg, data, run_dir, progress=not args.no_progress)
+    # The demo owns its directory: a rerun replaces its own run and zip (only if they are ones).
+    result = train_and_save(cfg, data, run_dir, progress=not args.no_progress, overwrite=True)
     m = result.metrics
 
     print(f"[3/4] predict: test split → {zip_path}")
     pred = predict_test(run_dir, data_root)
-    write_submission(pred, zip_path, "Task2")
+    write_submission(pred, zip_path, "Task2", overwrite=True)
 
     print(f"[4/4] score: {zip_path} against {Layout(data_root).test_labels}")
     s = score(zip_path, Layout(data_root).test_labels)
-    oracle_test = _oracle_test_auc(data_root)
+    oracle_test = oracle_test_auc(Layout(data_root).test_labels)
     wall = time.perf_counter() - t_all
     summary = {
         "test_auc": s["auc"],
@@ -96,19 +104,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _oracle_test_auc(data_root: Path) -> float:
-    """AUC of the generator's true click probability on the test labels: the ceiling."""
-    import numpy as np
-    import pyarrow.parquet as pq
+def check_demo_dir(out: Path) -> None:
+    """The demo writes only into a directory that is new, empty, or an earlier demo's; it never
+    mixes its files into (or replaces) anything else."""
+    from mmctr.outputs import OutputError
 
-    from mmctr.data.schema import Layout
-    from mmctr.submission import read_labels
-    from mmctr.training.metrics import auc
-
-    lay = Layout(data_root)
-    t = pq.read_table(lay.click_probability).to_pydict()
-    split = np.asarray(t["split"])
-    rows = np.asarray(t["row"])[split == "test"]
-    p = np.empty(len(rows))
-    p[rows] = np.asarray(t["p"])[split == "test"]
-    return auc(read_labels(lay.test_labels), p)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a directory; choose another --out for the demo")
+    own = ("data_", "run_", "submission_Task2.zip", "demo_summary.json", ".")
+    other = sorted(p.name for p in out.iterdir() if not p.name.startswith(own))
+    if other:
+        raise OutputError(
+            f"{out}: holds files the demo did not write ({', '.join(other[:5])}); choose another --out"
+        )

@@ -64,7 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=0,
         help="torch threads (default 0: the cores not busy with other processes)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fusions that learn (PCA, coclick)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier item_info parquet"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list encoders and fusions, then exit")
     return p
@@ -110,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         fusion_options=FusionOptions(image_weight=args.image_weight, coclick_epochs=args.coclick_epochs),
         missing=args.missing_image,
         seed=args.seed,
+        overwrite=args.overwrite,
         threads=args.threads,
         progress=not args.no_progress,
     )

@@ -7,6 +7,7 @@ says what was expected.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from mmctr.data.schema import (
     SEQ_LEN,
     SPLIT_COLUMNS,
     SPLITS,
+    SUBDIR,
     TAGS_LEN,
     Layout,
 )
-from mmctr.errors import DataError
+from mmctr.errors import DataError, warn
 
 # Rows are read this many at a time so that the 100-long int64 lists of a 3.6M-row split never sit
 # in memory whole; only the kept max_len columns are, as int32.
@@ -335,6 +337,60 @@ def _check_seq(path: Path, seq: np.ndarray, n_items: int, row0: int) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_data_root(root: Path | str) -> Layout:
+    """The layout of a data root, with a hint when the user named the inner folder instead."""
+    layout = Layout(Path(root))
+    if not layout.root.is_dir():
+        raise DataError(layout.root, None, f"data root not found; expected a directory holding {SUBDIR}/")
+    if not layout.dataset_dir.is_dir():
+        hint = ""
+        if (layout.root / "train.parquet").exists() or (layout.root / "test.parquet").exists():
+            hint = f"; did you mean its parent, --data {layout.root.parent}?"
+        raise DataError(layout.root, None, f"no {SUBDIR}/ folder in this data root{hint}")
+    return layout
+
+
+def data_fingerprint(root: Path | str) -> str | None:
+    """A short hash of a data root's own item_info.parquet: which data set a run was trained on."""
+    path = Layout(Path(root)).item_info
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _check_same_count(path: Path, own_path: Path) -> None:
+    """An item_info given with --item-info must describe the data root's items (Task 1 changes
+    only the embedding): the same number of rows..."""
+    rows = _open(path).metadata.num_rows
+    own_rows = _open(own_path).metadata.num_rows
+    if own_rows != rows:
+        raise DataError(
+            path,
+            "item_id",
+            f"has {rows:,} rows but this data root's {own_path} has {own_rows:,}: it was made "
+            "for another data set. Run `mmctr embed --data` on this data root",
+        )
+
+
+def _check_same_tags(path: Path, items: ItemTable, own_path: Path) -> None:
+    """... and, where it differs, the same tags (a warning: the user may have meant it)."""
+    own_tags = pq.read_table(own_path, columns=["item_tags"]).column("item_tags")
+    own = np.asarray(own_tags.combine_chunks().flatten().to_numpy(), np.int64)
+    if own.size != items.tags.size:
+        return
+    own = own.reshape(items.tags.shape)
+    if not np.array_equal(own, items.tags):
+        differ = int((own != items.tags).any(axis=1).sum())
+        warn(
+            f"{path}: item_tags differ from {own_path} on {differ:,} of {len(own):,} items; was it made "
+            "for another data set of the same size?"
+        )
+
+
 def load_dataset(
     root: Path | str,
     max_len: int = 64,
@@ -345,12 +401,12 @@ def load_dataset(
 
     `item_info` overrides the provided item_info.parquet (the Task-1 protocol: only the embedding
     changes)."""
-    layout = Layout(Path(root))
-    if not layout.root.is_dir():
-        raise DataError(
-            layout.root, None, "data root not found; expected a directory holding MicroLens_1M_x1/"
-        )
+    layout = check_data_root(root)
     info_path = Path(item_info) if item_info else layout.item_info
+    if item_info and layout.item_info.exists():
+        _check_same_count(info_path, layout.item_info)
     items = read_item_info(info_path, layout.item_feature)
+    if item_info and layout.item_info.exists():
+        _check_same_tags(info_path, items, layout.item_info)
     loaded = {s: read_split(layout.split(s), items.n_items, max_len, s) for s in splits}
     return Dataset(layout=layout, items=items, splits=loaded, max_len=max_len)

@@ -22,9 +22,22 @@ from tqdm import tqdm
 
 from mmctr.config import RunConfig, TrainConfig
 from mmctr.data.batches import Batch, iter_batches, n_batches
-from mmctr.data.reader import Dataset, SplitArrays
+from mmctr.data.reader import Dataset, SplitArrays, data_fingerprint
+from mmctr.errors import warn
+from mmctr.outputs import RUN_DIR, check_out
 from mmctr.training.metrics import auc, logloss
 from mmctr.training.run_dir import build_model, save_run
+
+# Fewer optimizer steps than this per epoch and a model learns next to nothing (batch too large).
+MIN_STEPS_PER_EPOCH = 20
+
+
+def suggested_batch_size(train_rows: int) -> int:
+    """The largest power of two that still gives MIN_STEPS_PER_EPOCH steps an epoch (at least 32)."""
+    b = 32
+    while train_rows // (2 * b) >= MIN_STEPS_PER_EPOCH:
+        b *= 2
+    return b
 
 
 def seed_everything(seed: int) -> None:
@@ -62,7 +75,7 @@ def loss_fn(model: nn.Module, logits: torch.Tensor, batch: Batch, tc: TrainConfi
             # each positive against a random in-batch negative (BPR-style)
             j = torch.randint(len(neg), (len(pos),))
             loss = loss + tc.pairwise_weight * F.softplus(neg[j] - pos).mean()
-    if tc.embedding_reg > 0 and hasattr(model, "embedding_tables"):
+    if tc.embedding_reg > 0:
         loss = loss + tc.embedding_reg / 2 * sum(t.weight.pow(2).sum() for t in model.embedding_tables())
     return loss
 
@@ -85,6 +98,13 @@ def train(cfg: RunConfig, data: Dataset, progress: bool = True, log=print) -> Tr
     log(
         f"model {cfg.model}: {n_params:,} parameters; train {len(train_split):,} rows, valid {len(valid):,} rows"
     )
+    steps_per_epoch = n_batches(len(train_split), tc.batch_size)
+    if steps_per_epoch < MIN_STEPS_PER_EPOCH:
+        warn(
+            f"an epoch is only {steps_per_epoch} optimizer step(s) ({len(train_split):,} train rows at batch "
+            f"{tc.batch_size:,}); the model will barely learn. Use a smaller --batch-size, e.g. "
+            f"{suggested_batch_size(len(train_split))}"
+        )
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
     rng = np.random.default_rng(tc.seed)
 
@@ -202,7 +222,12 @@ def truth_metrics(data: Dataset, valid_pred: np.ndarray) -> dict[str, float]:
     return out
 
 
-def train_and_save(cfg: RunConfig, data: Dataset, out: Path, progress: bool = True, log=print) -> TrainResult:
+def train_and_save(
+    cfg: RunConfig, data: Dataset, out: Path, progress: bool = True, log=print, overwrite: bool = False
+) -> TrainResult:
+    """Train and write the run directory `out` (refused up front, before any training, when
+    `out` may not be written: see `mmctr.outputs`)."""
+    check_out(Path(out), RUN_DIR, overwrite)
     result = train(cfg, data, progress=progress, log=log)
     facts = {
         "data_root": str(data.layout.root),
@@ -210,7 +235,8 @@ def train_and_save(cfg: RunConfig, data: Dataset, out: Path, progress: bool = Tr
         "n_items": data.items.n_items,
         "n_tags": data.items.n_tags,
         "max_len": data.max_len,
+        "data_fingerprint": data_fingerprint(data.layout.root),
     }
     metrics = dict(result.metrics, history=result.history)
-    save_run(out, cfg, result.model, data.items, metrics, facts)
+    save_run(out, cfg, result.model, data.items, metrics, facts, overwrite=overwrite)
     return result

@@ -10,7 +10,6 @@ RUN/metrics.json        valid_auc, valid_logloss, oracle_valid_auc (synthetic da
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from mmctr.config import RunConfig, from_dict, model_config, to_dict
 from mmctr.data.reader import ItemTable
 from mmctr.errors import MMCTRError
 from mmctr.models import get_model_class
+from mmctr.outputs import RUN_DIR, check_out, move_into_place, temp_beside
 
 
 def build_model(cfg: RunConfig, items: ItemTable) -> nn.Module:
@@ -47,28 +47,26 @@ def save_run(
     items: ItemTable,
     metrics: dict[str, Any],
     facts: dict[str, Any],
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write the run into a temporary directory beside `out`, then rename it into place, so a
-    crash never leaves a half-written run."""
+    crash never leaves a half-written run. An existing non-empty `out` is replaced only with
+    `overwrite` and only when it is itself a run directory (`mmctr.outputs`)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise MMCTRError(
-            f"{out}: run directory exists and is not empty; pass --overwrite or choose another --out"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    check_out(out, RUN_DIR, overwrite)
+    tmp = temp_beside(out)
     tmp.mkdir()
-    (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"))
-    save_file(_items_tensors(items), str(tmp / "items.safetensors"), metadata={"source": items.source})
-    (tmp / "run.json").write_text(json.dumps({"mmctr_version": __version__, **facts}, indent=2))
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    try:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        save_file(_items_tensors(items), str(tmp / "items.safetensors"), metadata={"source": items.source})
+        (tmp / "run.json").write_text(json.dumps({"mmctr_version": __version__, **facts}, indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        move_into_place(tmp, out, RUN_DIR, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 

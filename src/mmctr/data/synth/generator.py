@@ -6,7 +6,6 @@ seeded by (seed, item_id)), so one seed always gives byte-identical files.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from mmctr.data.synth.writer import (
     write_truth,
 )
 from mmctr.errors import MMCTRError
+from mmctr.outputs import SYNTH_DATA, check_out, move_into_place, temp_beside
 
 N_STEPS = 8
 
@@ -40,37 +40,6 @@ def _history_stats(length: np.ndarray) -> dict[str, float]:
         "max": int(length.max()),
         "share_at_max_len": round(float((length >= SEQ_LEN).mean()), 6),
     }
-
-
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """Refuse a non-empty `out` unless overwriting; return the temporary directory to write into."""
-    if out.exists() and not out.is_dir():
-        raise MMCTRError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MMCTRError(
-            f"{out}: directory exists and is not empty; choose another --out or pass --overwrite"
-        )
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an earlier crashed run of this very process id
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _move_into_place(tmp: Path, out: Path) -> Path | None:
-    """Rename tmp to out; an existing out is first moved aside (returned, for the caller to
-    delete), so that `out` is never a mix of old and new files."""
-    if not out.is_dir():
-        tmp.rename(out)
-        return None
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError:
-        old.rename(out)  # put the previous data back
-        raise
-    return old
 
 
 def generate(
@@ -101,8 +70,9 @@ def generate(
         step += 1
         log(f"[{step}/{N_STEPS}] {what}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _prepare_out(out, overwrite)
+    check_out(out, SYNTH_DATA, overwrite)
+    tmp = temp_beside(out)
+    tmp.mkdir()
     try:
         lay = Layout(tmp)
         rng = np.random.default_rng(seed)
@@ -192,14 +162,10 @@ def generate(
             "cold_item_ids": np.flatnonzero(items.cold).tolist(),
         }
         write_truth(lay.truth_dir, label["test"], prob["valid"], prob["test"], summary)
-        old = _move_into_place(tmp, out)
+        move_into_place(tmp, out, SYNTH_DATA, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if old is not None:
-        # Deleting ~92k old covers can take minutes on a busy disk; the new data is already in place.
-        log(f"removing the previous data set (moved aside to {old})")
-        shutil.rmtree(old)
 
     summary = {k: v for k, v in summary.items() if k != "cold_item_ids"}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
