@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-# One explicit list of subcommands, in the order `mmctr --help` shows them.
-COMMANDS = ("synth", "train", "predict", "score", "demo", "embed", "models", "bench")
+# One explicit list of subcommands, in the order `mmctr --help` shows them: the whole pipeline
+# first, then its steps in the order a user runs them, then the tools around them.
+COMMANDS = ("demo", "synth", "embed", "train", "predict", "score", "models", "bench", "retrieval")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mmctr import __version__
+
     parser = argparse.ArgumentParser(
-        prog="mmctr", description="Multimodal CTR prediction for the MicroLens-1M MMCTR format."
+        prog="mmctr",
+        description="Multimodal CTR prediction (Track 2: item embeddings, CTR models) and multimodal "
+        "document retrieval (Track 1) for the WWW 2025 EReL@MIR challenge.",
+        epilog="`mmctr COMMAND --help` describes a command. Start with `mmctr demo`.",
     )
+    parser.add_argument("--version", action="version", version=f"mmctr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -37,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except MMCTRError as err:
         print(f"mmctr {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (`mmctr ... | head`): not an error of ours. Point
+        # stdout at devnull so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

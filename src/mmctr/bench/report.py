@@ -62,6 +62,14 @@ def ratios(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) or "- (no peer measured in this run)"
 
 
+def _batch_words(hp: dict[str, Any], first: dict[str, Any]) -> str:
+    """The batch a training step really had: the configured one, or all train rows when fewer."""
+    batch, rows = hp.get("batch_size"), first.get("train_rows")
+    if isinstance(batch, int) and isinstance(rows, int) and rows < batch:
+        return f"batch {rows:,} (all train rows; {batch:,} configured, train cut by --max-train-rows)"
+    return f"batch {batch:,}" if isinstance(batch, int) else f"batch {batch}"
+
+
 def write_markdown(records: list[dict[str, Any]], machine: MachineInfo, meta: dict[str, Any]) -> str:
     s = meta.get("settings", {})
     hp = s.get("hparams", {})
@@ -79,7 +87,7 @@ def write_markdown(records: list[dict[str, Any]], machine: MachineInfo, meta: di
         f"{_num(first.get('valid_rows'))} valid rows; history max_len {hp.get('max_len')}.",
         f"Shared hyperparameters: embedding dim {hp.get('embedding_dim')}, DNN {hp.get('dnn_hidden')}, "
         f"attention MLP {hp.get('attention_hidden')}, dropout {hp.get('net_dropout')} (attention "
-        f"{hp.get('attention_dropout')}), batch norm {hp.get('batch_norm')}, batch {hp.get('batch_size')}, "
+        f"{hp.get('attention_dropout')}), batch norm {hp.get('batch_norm')}, {_batch_words(hp, first)}, "
         f"Adam lr {hp.get('lr')}, embedding L2 {hp.get('embedding_reg')}, {s.get('epochs')} epoch(s) for AUC "
         f"(best epoch on valid).",
         "",

@@ -6,7 +6,12 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return sub.add_parser("models", help="list the CTR models")
+    return sub.add_parser(
+        "models",
+        help="list the CTR models",
+        description="List the registered CTR models (the names `mmctr train --model` takes) and the "
+        "YAML file holding each one's default configuration.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

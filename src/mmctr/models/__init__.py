@@ -1,7 +1,11 @@
 """Task 2 CTR models: one plain nn.Module per file, one registry.
 
-Every model takes `(config, items: ItemTable)`, has a `config_class` dataclass, and maps a `Batch`
-to logits of shape (B,).
+The contract every registered model meets (`check_contract`, tested for each):
+- `config_class`: the dataclass of its `model_params` (unknown keys are errors);
+- `__init__(config, items: ItemTable)`;
+- `forward(batch: Batch) -> (B,)` logits;
+- `embedding_tables() -> list[nn.Embedding]`: the tables the training loop's `embedding_reg`
+  (L2 on embeddings) applies to. A model must say which they are; there is no silent default.
 """
 
 from __future__ import annotations
@@ -23,10 +27,24 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+REQUIRED = ("config_class", "forward", "embedding_tables")
+
+
+def check_contract(name: str, cls: type) -> None:
+    """Raise TypeError naming what a model class lacks of the contract above."""
+    missing = [attr for attr in REQUIRED if not callable(getattr(cls, attr, None)) and attr != "config_class"]
+    if getattr(cls, "config_class", None) is None:
+        missing.insert(0, "config_class")
+    if missing:
+        raise TypeError(f"model {name!r} ({cls.__name__}) lacks {', '.join(missing)}: see mmctr.models")
+
+
 def get_model_class(name: str) -> type[nn.Module]:
     from mmctr.errors import ConfigError
 
     try:
-        return MODELS[name]
+        cls = MODELS[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
+    check_contract(name, cls)
+    return cls
