@@ -63,8 +63,9 @@ RETRIEVERS: dict[str, RetrieverEntry] = {
         ImageRetriever,
     ),
     "match": RetrieverEntry(
-        "ORB + ratio test + RANSAC inliers of the query photo inside the screenshots of the image "
-        "retriever's top match_candidates; MMDocIR falls back to dense text",
+        "SIFT keypoints (option local_features=orb for ORB) + ratio test + RANSAC similarity inliers of "
+        "the query photo inside the screenshots of the image retriever's top match_candidates; "
+        "MMDocIR falls back to dense text",
         MatchRetriever,
     ),
     "hybrid": RetrieverEntry(
