@@ -394,3 +394,30 @@ def test_embedding_reg_reaches_every_model() -> None:
         plain = loss_fn(model, logits, batch, dataclasses.replace(cfg.train, embedding_reg=0.0))
         reg = loss_fn(model, logits, batch, dataclasses.replace(cfg.train, embedding_reg=0.1))
         assert reg > plain, name
+
+
+def test_demo_runs_and_reruns_in_its_own_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    args = [
+        "demo",
+        "--scale",
+        "tiny",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    first = json.loads((out / "demo_summary.json").read_text())
+    assert 0.5 < first["oracle_test_auc"] <= 1 and 0 < first["test_auc"] < 1
+    assert main(args) == 0  # a rerun reuses the data and replaces its own run and zip
+    assert "already there; reusing it" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "data_tiny_seed0",
+        "demo_summary.json",
+        "run_din",
+        "submission_Task2.zip",
+    ]
