@@ -102,7 +102,7 @@ class Dataset:
 # low-level helpers
 
 
-def _open(path: Path) -> pq.ParquetFile:
+def open_parquet(path: Path) -> pq.ParquetFile:
     if not path.exists():
         raise DataError(path, None, "file not found")
     try:
@@ -180,7 +180,7 @@ def read_item_info(path: Path, item_feature: Path | None = None) -> ItemTable:
     """Read item_info.parquet (row index == item_id, row 0 padding) and, when given, the levels
     from item_feature.parquet."""
     path = Path(path)
-    pf = _open(path)
+    pf = open_parquet(path)
     _check_columns(path, pf, ITEM_INFO_COLUMNS)
     schema = pf.schema_arrow
     _check_type(path, "item_id", schema.field("item_id").type, "int")
@@ -225,7 +225,7 @@ def read_item_info(path: Path, item_feature: Path | None = None) -> ItemTable:
 
 def read_item_levels(path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """likes_level / views_level per item from item_feature.parquet (item_id 1..n-1, no row 0)."""
-    pf = _open(path)
+    pf = open_parquet(path)
     _check_columns(path, pf, ("item_id", "likes_level", "views_level"))
     table = pf.read(columns=["item_id", "likes_level", "views_level"])
     ids = _scalar(path, "item_id", table.column("item_id"), np.int64)
@@ -254,7 +254,7 @@ def read_split(path: Path, n_items: int, max_len: int = SEQ_LEN, name: str = "")
     path = Path(path)
     if not 1 <= max_len <= SEQ_LEN:
         raise ValueError(f"max_len must be in 1..{SEQ_LEN}, got {max_len}")
-    pf = _open(path)
+    pf = open_parquet(path)
     _check_columns(path, pf, SPLIT_COLUMNS)
     schema = pf.schema_arrow
     for col, want in (
@@ -365,8 +365,8 @@ def data_fingerprint(root: Path | str) -> str | None:
 def _check_same_count(path: Path, own_path: Path) -> None:
     """An item_info given with --item-info must describe the data root's items (Task 1 changes
     only the embedding): the same number of rows..."""
-    rows = _open(path).metadata.num_rows
-    own_rows = _open(own_path).metadata.num_rows
+    rows = open_parquet(path).metadata.num_rows
+    own_rows = open_parquet(own_path).metadata.num_rows
     if own_rows != rows:
         raise DataError(
             path,

@@ -14,18 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
+from mmctr.data.reader import open_parquet  # noqa: F401  (the one parquet opener; readers import it from here)
 from mmctr.errors import DataError
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-
-
-def open_parquet(path: Path) -> pq.ParquetFile:
-    if not path.exists():
-        raise DataError(path, None, "file not found")
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
 
 
 def read_table(path: Path, pf: pq.ParquetFile, columns: list[str]) -> pa.Table:
