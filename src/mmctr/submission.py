@@ -168,20 +168,16 @@ def read_labels(path: Path) -> np.ndarray:
 def oracle_test_auc(truth_path: Path) -> float | None:
     """AUC of the generator's true click probability on the test labels (the ceiling), when the
     truth is a generated data root's (`click_probability.parquet` beside the labels); else None."""
-    import pyarrow.parquet as pq
+    from mmctr.data.reader import true_click_probability
 
     truth_path = Path(truth_path)
     probs = truth_path.parent / "click_probability.parquet"
     if not probs.is_file():
         return None
-    t = pq.read_table(probs).to_pydict()
-    split = np.asarray(t["split"])
-    rows = np.asarray(t["row"])[split == "test"]
+    p = true_click_probability(probs, "test")
     labels = read_labels(truth_path)
-    if len(rows) != len(labels):
+    if len(p) != len(labels):
         return None
-    p = np.empty(len(rows))
-    p[rows] = np.asarray(t["p"])[split == "test"]
     return auc(labels, p)
 
 

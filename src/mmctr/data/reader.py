@@ -337,6 +337,17 @@ def _check_seq(path: Path, seq: np.ndarray, n_items: int, row0: int) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def true_click_probability(path: Path, split: str) -> np.ndarray:
+    """The generator's true click probability of every row of `split` (truth/click_probability.parquet),
+    in row order. Reporting only: training never reads truth/."""
+    t = pq.read_table(path).to_pydict()
+    where = np.asarray(t["split"]) == split
+    rows = np.asarray(t["row"])[where]
+    p = np.empty(len(rows))
+    p[rows] = np.asarray(t["p"])[where]
+    return p
+
+
 def check_data_root(root: Path | str) -> Layout:
     """The layout of a data root, with a hint when the user named the inner folder instead."""
     layout = Layout(Path(root))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mmctr.config import RunConfig, TrainConfig
 from mmctr.data.batches import Batch, iter_batches, n_batches
-from mmctr.data.reader import Dataset, SplitArrays, data_fingerprint
+from mmctr.data.reader import Dataset, SplitArrays, data_fingerprint, true_click_probability
 from mmctr.errors import warn
 from mmctr.outputs import RUN_DIR, check_out
 from mmctr.training.metrics import auc, logloss
@@ -211,19 +211,12 @@ def truth_metrics(data: Dataset, valid_pred: np.ndarray) -> dict[str, float]:
     carries the generator's truth/. Training never reads truth/; this is for reporting only."""
     import json
 
-    import pyarrow.parquet as pq
-
     out: dict[str, float] = {}
     path = data.layout.click_probability
     if not path.exists():
         return out
-    t = pq.read_table(path).to_pydict()
-    split = np.asarray(t["split"])
-    rows = np.asarray(t["row"])[split == "valid"]
-    p = np.asarray(t["p"])[split == "valid"]
     valid = data["valid"]
-    oracle = np.empty(len(valid))
-    oracle[rows] = p
+    oracle = true_click_probability(path, "valid")
     out["oracle_valid_auc"] = auc(valid.label, oracle)
     world = data.layout.truth_dir / "world.json"
     if world.exists():
