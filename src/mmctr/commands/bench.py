@@ -1,5 +1,9 @@
 """`mmctr bench`: efficiency of mmctr's models and of peer libraries on the same data, one
-subprocess per system; writes bench.json, bench.md and auc_latency.png."""
+subprocess per system; writes bench.json, bench.md and auc_latency.png.
+
+`mmctr bench --track1`: Track 1's efficiency-effectiveness table instead: every retriever and every
+index kind on a Track-1 data root (mmctr.bench.retrieval); writes retrieval_bench.json,
+retrieval_bench.md and retrieval_pareto.png."""
 
 from __future__ import annotations
 
@@ -8,83 +12,183 @@ import shlex
 import sys
 from pathlib import Path
 
+TRACK1 = "Track 1 (with --track1)"
+TRACK2 = "Track 2 (without --track1)"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from mmctr.bench.spec import PEERS
 
     p = sub.add_parser(
         "bench",
-        help="measure train speed, request latency, memory and AUC of our models and peers",
+        help="measure train speed, request latency, memory and AUC of our models and peers "
+        "(--track1: score, size and latency of the Track-1 retrievers and index kinds)",
         description=(
-            "Each system runs in its own subprocess. Systems: mmctr/<model>[@bf16|@fp32] for our "
-            "models, and peers (deepctr-torch, fuxictr) on the same arrays and hyperparameters; a peer "
-            "that is not installed is skipped."
+            "Track 2 (default): each system runs in its own subprocess. Systems: mmctr/<model>[@bf16|@fp32] "
+            "for our models, and peers (deepctr-torch, fuxictr) on the same arrays and hyperparameters; a "
+            "peer that is not installed is skipped. Track 1 (--track1): every retriever and every vector "
+            "kind of the persistent index on a Track-1 data root: overall and per-task score, index bytes "
+            "per page/passage, items indexed per second, query p50/p99 (encode + search) on --threads "
+            "threads (default 1), training minutes; a Pareto plot of score against query latency. An "
+            "option of the other track is refused, not ignored."
         ),
     )
-    p.add_argument("--data", type=Path, required=True, help="data root (holds MicroLens_1M_x1/)")
     p.add_argument(
-        "--out", type=Path, required=True, help="directory for bench.json, bench.md, auc_latency.png"
+        "--data",
+        type=Path,
+        required=True,
+        help="data root: holds MicroLens_1M_x1/ (Track 2), or a Track-1 root with an answer key "
+        "(`mmctr retrieval synth` output, or real files) with --track1",
     )
     p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="directory for bench.json, bench.md, auc_latency.png (--track1: retrieval_bench.json, "
+        "retrieval_bench.md, retrieval_pareto.png)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it is an earlier output of the same mode"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Track 2: training/batch threads (default: torch's default); Track 1: threads of the whole "
+        "run, indexing and queries (default 1: latencies of one thread; 0: torch's default)",
+    )
+    t1 = p.add_argument_group(TRACK1)
+    t1.add_argument(
+        "--track1", action="store_true", help="benchmark Track 1 (retrieval) instead of Track 2 (CTR)"
+    )
+    t1.add_argument(
+        "--retrievers",
+        nargs="+",
+        help="retrievers to measure (default: every registered one; `trained` only with --run)",
+    )
+    t1.add_argument(
+        "--index-kinds",
+        nargs="*",
+        help="index kinds (flat hnsw ivfpq int8 binary) measured on the dense retriever's vectors "
+        "(default: all; `--index-kinds` alone: none)",
+    )
+    t1.add_argument("--rules", help="rule set: final (default) or draft")
+    t1.add_argument("--truth", type=Path, help="answer key directory (default: --data)")
+    t1.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="reuse this embedding cache (warm timings; default: a fresh one, cold timings)",
+    )
+    t1.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=JSON",
+        help="a RetrieverOptions field, e.g. --option match_candidates=20 --option doc_text='\"ocr\"'",
+    )
+    t1.add_argument(
+        "--run",
+        type=Path,
+        help="a trained Track-1 run directory (`mmctr retrieval train`): the trained retriever reads it, "
+        "its train_seconds (metrics.json) is the training time",
+    )
+    t2 = p.add_argument_group(TRACK2)
+    t2.add_argument(
         "--models",
         nargs="*",
         help="our models, each NAME or NAME@bf16 / NAME@fp32 (default: every registered model, as configured)",
     )
-    p.add_argument(
+    t2.add_argument(
         "--peers",
         nargs="*",
         default=list(PEERS),
         choices=list(PEERS),
         help=f"peer libraries to measure (default: {' '.join(PEERS)}; `--peers` alone: none)",
     )
-    p.add_argument(
+    t2.add_argument(
         "--epochs", type=int, default=1, help="training budget for valid AUC, every system (default 1)"
     )
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it is an earlier `mmctr bench` output"
-    )
-    p.add_argument(
+    t2.add_argument(
         "--warmup-steps", type=int, default=3, help="training steps run before the timed ones (default 3)"
     )
-    p.add_argument("--timed-steps", type=int, default=10, help="training steps timed after warm-up (median)")
-    p.add_argument("--candidates", type=int, default=100, help="candidates per request (default 100)")
-    p.add_argument("--requests", type=int, default=300, help="timed requests (default 300)")
-    p.add_argument(
+    t2.add_argument("--timed-steps", type=int, default=10, help="training steps timed after warm-up (median)")
+    t2.add_argument("--candidates", type=int, default=100, help="candidates per request (default 100)")
+    t2.add_argument("--requests", type=int, default=300, help="timed requests (default 300)")
+    t2.add_argument(
         "--warmup-requests", type=int, default=20, help="requests run before the timed ones (default 20)"
     )
-    p.add_argument(
+    t2.add_argument(
         "--batch-size", type=int, help="training batch size for every system (default: our DIN config's)"
     )
-    p.add_argument("--eval-batch-size", type=int, default=8192, help="batch for scoring the valid split")
-    p.add_argument("--threads", type=int, default=0, help="training/batch threads (default: torch's default)")
-    p.add_argument("--seed", type=int, default=2025, help="training seed of every system (default 2025)")
-    p.add_argument(
+    t2.add_argument("--eval-batch-size", type=int, default=8192, help="batch for scoring the valid split")
+    t2.add_argument("--seed", type=int, default=2025, help="training seed of every system (default 2025)")
+    t2.add_argument(
         "--max-train-rows", type=int, default=0, help="use only the first rows of train (quick runs)"
     )
-    p.add_argument("--repeats", type=int, default=1, help="processes per system; timings are their medians")
-    p.add_argument("--matmul-n", type=int, default=2048, help="matrix side for the machine's matmul rate")
-    p.add_argument("--timeout", type=float, help="seconds after which one system's process is killed")
-    p.add_argument(
+    t2.add_argument("--repeats", type=int, default=1, help="processes per system; timings are their medians")
+    t2.add_argument("--matmul-n", type=int, default=2048, help="matrix side for the machine's matmul rate")
+    t2.add_argument("--timeout", type=float, help="seconds after which one system's process is killed")
+    t2.add_argument(
         "--max-load",
         type=float,
         default=0.0,
         help="before each process, wait until the 1-min load average is below this (0: do not wait)",
     )
-    p.add_argument("--max-wait", type=float, default=1800.0, help="longest wait for --max-load, seconds")
-    p.add_argument("--deepctr-python", help="interpreter with deepctr-torch (env MMCTR_DEEPCTR_PYTHON)")
-    p.add_argument(
+    t2.add_argument("--max-wait", type=float, default=1800.0, help="longest wait for --max-load, seconds")
+    t2.add_argument("--deepctr-python", help="interpreter with deepctr-torch (env MMCTR_DEEPCTR_PYTHON)")
+    t2.add_argument(
         "--fuxictr-python",
         help="interpreter with fuxictr and polars<2 (env MMCTR_FUXICTR_PYTHON; default: this one, then ./.venv-fuxictr)",
     )
     return p
 
 
+def _given(args: argparse.Namespace, title: str) -> list[str]:
+    """The options of one track's group that the command line changed from their defaults, so an
+    option of the other track is refused rather than silently ignored."""
+    fresh = add_parser(argparse.ArgumentParser().add_subparsers())
+    group = next(g for g in fresh._action_groups if g.title == title)
+    return [
+        a.option_strings[0]
+        for a in group._group_actions
+        if a.dest != "track1" and getattr(args, a.dest) != a.default
+    ]
+
+
+def run_track1(args: argparse.Namespace) -> int:
+    from mmctr.bench.retrieval import Track1BenchSettings, parse_options, render, run_track1_bench
+
+    settings = Track1BenchSettings(
+        data=args.data,
+        out=args.out,
+        retrievers=args.retrievers,
+        index_kinds=args.index_kinds,
+        rules=args.rules or "final",
+        truth=args.truth,
+        cache_dir=args.cache_dir,
+        options=parse_options(args.option or []),
+        run=args.run,
+        threads=1 if args.threads is None else args.threads,
+        overwrite=args.overwrite,
+        command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    print(render(run_track1_bench(settings)))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from mmctr.errors import ConfigError
+
+    other = _given(args, TRACK2 if args.track1 else TRACK1)
+    if other:
+        track, flag = ("Track 2", "drop --track1") if args.track1 else ("Track 1", "add --track1")
+        raise ConfigError(f"{', '.join(other)}: {track} option(s); {flag} or leave them out")
+    if args.track1:
+        return run_track1(args)
+
     from mmctr.bench.harness import din_hparams, run_bench
     from mmctr.bench.spec import BenchSettings
-    from mmctr.errors import ConfigError
     from mmctr.outputs import BENCH_DIR, check_out
 
     for name in ("epochs", "timed_steps", "candidates", "requests", "repeats"):
@@ -105,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_requests=args.warmup_requests,
         eval_batch_size=args.eval_batch_size,
         seed=args.seed,
-        threads=args.threads,
+        threads=args.threads or 0,
         max_train_rows=args.max_train_rows,
     )
     records = run_bench(
