@@ -41,7 +41,16 @@ def test_every_option_has_help_and_scales_agree():
     parser = argparse.ArgumentParser()
     p = cmd.add_parser(parser.add_subparsers())
     subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"synth", "retrievers", "predict", "score", "demo", "index", "search"}
+    assert set(subs.choices) == {
+        "synth",
+        "retrievers",
+        "train",
+        "predict",
+        "score",
+        "demo",
+        "index",
+        "search",
+    }
     for name, sp in subs.choices.items():
         assert sp.description, name
         for action in sp._actions:

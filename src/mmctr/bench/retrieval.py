@@ -54,7 +54,10 @@ OUT_KIND = OutputKind(
 JSON_NAME, MD_NAME, PNG_NAME = "retrieval_bench.json", "retrieval_bench.md", "retrieval_pareto.png"
 RANK_K = 10  # R@10 is reported whatever the rules
 WARMUP = 3  # untimed query encodings and searches before the timed ones (first calls pay allocation)
-NEEDS_RUN = ("trained",)  # retrievers that cannot run without --run
+NEEDS_RUN = ("trained", "hybrid_trained")  # retrievers that cannot run without --run
+# retrievers whose weights come from a model hub or a local path the user names (--option
+# image_encoder=...): asked for by name only, never part of the default list
+NEEDS_WEIGHTS = ("clip", "colpali")
 TASKS = ("mmdocir", "m2kr")
 
 
@@ -448,11 +451,12 @@ def run_index_kind(
 
 def resolve_retrievers(names: list[str] | None, run: Path | None) -> list[str]:
     """The retrievers to run: the given names checked against the registry, or every registered
-    one (those that need a trained run only when one is given)."""
+    one (those that need a trained run only when one is given; those that need model weights only
+    when named)."""
     from mmctr.retrieval.retrievers import RETRIEVERS
 
     if names is None:
-        return [n for n in RETRIEVERS if run is not None or n not in NEEDS_RUN]
+        return [n for n in RETRIEVERS if (run is not None or n not in NEEDS_RUN) and n not in NEEDS_WEIGHTS]
     for n in names:
         if n not in RETRIEVERS:
             raise ConfigError(f"--retrievers {n}: unknown retriever; available: {', '.join(RETRIEVERS)}")
@@ -475,9 +479,9 @@ def resolve_kinds(kinds: list[str] | None) -> list[str]:
 
 
 def uses_run(name: str, run: Path | None) -> bool:
-    """Whether a retriever row's quality depends on training (hybrid fuses the trained model when a
-    run is given)."""
-    return run is not None and (name in NEEDS_RUN or name == "hybrid")
+    """Whether a retriever row's quality depends on training (trained, and hybrid_trained, which
+    fuses it)."""
+    return run is not None and name in NEEDS_RUN
 
 
 def _log(settings: Track1BenchSettings, msg: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "The usual path is synth -> predict -> score; demo runs all three.",
     )
     rsub = p.add_subparsers(dest="retrieval_command", required=True, metavar="SUBCOMMAND")
-    for add in (_add_synth, _add_retrievers, _add_predict, _add_score, _add_demo):
+    from mmctr.commands.retrieval_train import add_train
+
+    _add_synth(rsub)
+    _add_retrievers(rsub)
+    add_train(rsub, _Fmt)
+    for add in (_add_predict, _add_score, _add_demo):
         add(rsub)
     from mmctr.commands.retrieval_index import add_index, add_search
 
@@ -177,7 +183,17 @@ def _add_predict(rsub: argparse._SubParsersAction) -> None:
         formatter_class=_Fmt,
     )
     p.add_argument("--data", type=Path, required=True, help="data root (generator output or real files)")
-    p.add_argument("--retriever", required=True, help="retriever name (see `mmctr retrieval retrievers`)")
+    p.add_argument(
+        "--retriever",
+        default=None,
+        help="retriever name (see `mmctr retrieval retrievers`); default: trained when --run is given",
+    )
+    p.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a run of `mmctr retrieval train`: ranks with the trained retriever (or fuses it, with --retriever hybrid_trained)",
+    )
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     p.add_argument(
         "--rules",
@@ -238,6 +254,8 @@ def retriever_options(args: argparse.Namespace):
         d["cache_dir"] = args.cache_dir
     if getattr(args, "no_cache", False):
         d["use_cache"] = False
+    if getattr(args, "run", None) is not None:
+        d["run"] = args.run
     d.setdefault("progress", bool(getattr(args, "progress", False)))
     return RetrieverOptions.from_dict(d)
 
@@ -336,10 +354,19 @@ def predict(
     return report
 
 
+def retriever_name(args: argparse.Namespace) -> str:
+    """--retriever, or `trained` when only --run is given."""
+    if args.retriever:
+        return args.retriever
+    if getattr(args, "run", None) is not None:
+        return "trained"
+    raise ConfigError("--retriever NAME is needed (or --run RUN for the trained retriever)")
+
+
 def _run_predict(args: argparse.Namespace) -> int:
     predict(
         args.data,
-        args.retriever,
+        retriever_name(args),
         args.out,
         rules=args.rules,
         k=args.k,
@@ -363,12 +390,30 @@ def _add_score(rsub: argparse._SubParsersAction) -> None:
         "when the truth has kinds. Tables show percentages; --json prints fractions.",
         formatter_class=_Fmt,
     )
-    p.add_argument("--pred", type=Path, required=True, help="submission CSV")
+    p.add_argument("--pred", type=Path, default=None, help="submission CSV (or --run with --data)")
     p.add_argument(
         "--truth",
         type=Path,
-        required=True,
-        help="the generator's truth directory (DATA/truth), or a data root whose files carry gold (DATA/train)",
+        default=None,
+        help="the generator's truth directory (DATA/truth), or a data root whose files carry gold "
+        "(DATA/train); default with --run: DATA/truth",
+    )
+    p.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="instead of --pred: rank --data with this trained run (`mmctr retrieval train`) and score that",
+    )
+    p.add_argument(
+        "--retriever",
+        default=None,
+        help="with --run: the retriever that uses it (default trained; hybrid_trained fuses it)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="with --run: embedding cache (default: $MMCTR_CACHE or ~/.cache/mmctr)",
     )
     p.add_argument(
         "--rules",
@@ -485,7 +530,29 @@ def format_scores(result: dict[str, Any]) -> str:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    result = score(args.pred, args.truth, args.rules, args.data)
+    if args.run is None:
+        if args.pred is None or args.truth is None:
+            raise ConfigError("score needs --pred CSV and --truth DIR (or --run RUN with --data DATA)")
+        result = score(args.pred, args.truth, args.rules, args.data)
+    else:
+        if args.pred is not None:
+            raise ConfigError("give --pred or --run, not both: --run ranks --data itself")
+        if args.data is None:
+            raise ConfigError("--run needs --data DATA: the data root to rank and score")
+        import tempfile
+
+        truth = args.truth if args.truth is not None else Path(args.data) / "truth"
+        with tempfile.TemporaryDirectory(prefix="mmctr-score-") as tmp:
+            csv = Path(tmp) / "submission.csv"
+            predict(
+                args.data,
+                retriever_name(args),
+                csv,
+                rules=args.rules,
+                options=retriever_options(args),
+                log=lambda m: print(m, file=sys.stderr),
+            )
+            result = score(csv, truth, args.rules, args.data)
     print(json.dumps(result, indent=2) if args.json else format_scores(result))
     return 0
 

@@ -64,6 +64,9 @@ class RetrieverOptions:
     # replaces the built-in weight of that kind and retriever, the rest stay (hybrid.DEFAULT_WEIGHTS)
     weights: dict[str, dict[str, float]] | None = None
     seed: int = 0  # random baseline
+    # A trained Track-1 run directory (`mmctr retrieval train --out RUN`): the trained retriever
+    # reads its model there, and hybrid fuses it as one more component when it is set.
+    run: Path | None = None
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +86,8 @@ class RetrieverOptions:
                 raise ConfigError(f"retriever option {name}={getattr(self, name)!r} must be at least 1")
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
+        if self.run is not None:
+            self.run = Path(self.run)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RetrieverOptions:

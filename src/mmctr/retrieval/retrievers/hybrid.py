@@ -19,6 +19,10 @@ Weights (`DEFAULT_WEIGHTS`; never tuned on an evaluated split):
   verified matches first, then the image order fused with the text retrievers at half weight.
   Checked on the same TRAIN splits (image_question score, mean of seeds 0 and 1; BM25 and dense
   both at 0 / 0.25 / 0.5 / 1): 0.920 / 0.950 / 0.962 / 0.964, so half stays.
+`hybrid_trained` (`HybridTrainedRetriever`) is the same fusion with the trained two-tower
+retriever of a run (option `run`) as one more component of every kind, at weight 1
+(`TRAINED_WEIGHT`): an equal vote beside the others, chosen before any evaluation; on M2KR it
+orders what the verified matches leave. Plain `hybrid` ignores `run`.
 A query whose kind is unknown counts as `image_question` when it has a question, else `image`.
 """
 
@@ -33,7 +37,7 @@ from mmctr.retrieval.retrievers.bm25 import BM25Retriever
 from mmctr.retrieval.retrievers.dense import DenseRetriever
 from mmctr.retrieval.retrievers.match import MatchRetriever
 
-COMPONENTS = ("bm25", "dense", "image", "match")
+COMPONENTS = ("bm25", "dense", "image", "match", "trained")
 KINDS = ("mmdocir", *M2KR_KINDS)
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
@@ -42,6 +46,8 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "wit": {"match": 1.0},
     "image_question": {"match": 1.0, "bm25": 0.5, "dense": 0.5},
 }
+
+TRAINED_WEIGHT = 1.0
 
 
 def rrf(rankings: dict[str, Sequence[str]], weights: dict[str, float], k0: float) -> list[str]:
@@ -88,13 +94,33 @@ def query_kind(kind: str, question: str) -> str:
 class HybridRetriever(Retriever):
     name = "hybrid"
 
+    with_trained = False  # HybridTrainedRetriever: the trained run joins every kind
+
     def __init__(self, options=None):
         super().__init__(options)
-        self.weights = _check_weights(self.options.weights or {})
+        given = self.options.weights or {}
+        if self.with_trained:
+            if self.options.run is None:
+                raise ConfigError(
+                    f"retriever {self.name!r} needs a run directory: pass --run RUN (written by `mmctr retrieval train`)"
+                )
+            given = {kd: {"trained": TRAINED_WEIGHT, **given.get(kd, {})} for kd in KINDS} | {
+                kd: ws for kd, ws in given.items() if kd not in KINDS
+            }
+        self.weights = _check_weights(given)
         self.bm25 = BM25Retriever(self.options)
         self.dense = DenseRetriever(self.options)
         self.match = MatchRetriever(self.options)
+        self._trained = None
         self.parts: dict[str, dict] = {}  # each component's timings of the last call
+
+    @property
+    def trained(self):
+        if self._trained is None:
+            from mmctr.retrieval.retrievers.trained import TrainedRetriever
+
+            self._trained = TrainedRetriever(self.options)  # its ConfigError says a run is needed
+        return self._trained
 
     def _used(self, kinds: Sequence[str]) -> list[str]:
         return [c for c in COMPONENTS if any(self.weights[kd].get(c, 0) > 0 for kd in kinds)]
@@ -122,7 +148,10 @@ class HybridRetriever(Retriever):
         runs: dict[str, dict[str, list[str]]] = {}
         parts: dict[str, dict] = {}
         for name in used:
-            r = {"bm25": self.bm25, "dense": self.dense, "image": self.match.image, "match": self.match}[name]
+            r = {"bm25": self.bm25, "dense": self.dense, "image": self.match.image, "match": self.match}.get(
+                name
+            )
+            r = r or self.trained
             runs[name] = r.rank_docs(docs, depth)
             parts[name] = r.timings
         w = self.weights["mmdocir"]
@@ -157,8 +186,9 @@ class HybridRetriever(Retriever):
         elif "image" in used:
             runs["image"] = self.match.image.rank_passages(ps, depth)
             parts["image"] = self.match.image.timings
-        for name, r in (("bm25", self.bm25), ("dense", self.dense)):
+        for name in ("bm25", "dense", "trained"):
             if name in used:
+                r = self.trained if name == "trained" else getattr(self, name)
                 runs[name] = r.rank_passages(ps, depth)
                 parts[name] = r.timings
         out: dict[str, list[str]] = {}
@@ -173,3 +203,8 @@ class HybridRetriever(Retriever):
             fuse_ms.append(took[0] * 1000)
         self._combine("passages", parts, len(ps.queries), fuse_ms)
         return out
+
+
+class HybridTrainedRetriever(HybridRetriever):
+    name = "hybrid_trained"
+    with_trained = True
