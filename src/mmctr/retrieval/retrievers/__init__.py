@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from mmctr.errors import ConfigError
 from mmctr.retrieval.retrievers.base import Retriever, RetrieverOptions
 from mmctr.retrieval.retrievers.bm25 import BM25Retriever
+from mmctr.retrieval.retrievers.clip import CLIPRetriever
+from mmctr.retrieval.retrievers.colpali import ColPaliRetriever
 from mmctr.retrieval.retrievers.dense import DenseRetriever
-from mmctr.retrieval.retrievers.hybrid import HybridRetriever
+from mmctr.retrieval.retrievers.hybrid import HybridRetriever, HybridTrainedRetriever
 from mmctr.retrieval.retrievers.image import ImageRetriever
+from mmctr.retrieval.retrievers.late import LateInteractionRetriever, late_builder
 from mmctr.retrieval.retrievers.match import MatchRetriever
 from mmctr.retrieval.retrievers.random_baseline import RandomRetriever
+from mmctr.retrieval.retrievers.trained import TrainedRetriever
 
 __all__ = [
     "RETRIEVERS",
@@ -73,6 +77,37 @@ RETRIEVERS: dict[str, RetrieverEntry] = {
         "half-weight dense; M2KR image-only: match (image order below the verified); image+question: "
         "match + half-weight bm25 and dense",
         HybridRetriever,
+    ),
+    "trained": RetrieverEntry(
+        "the two-tower retriever of a run of `mmctr retrieval train` (option run / --run RUN): "
+        "learnt field weights per query over MiniLM text, BM25 terms and EfficientNet screenshot regions",
+        TrainedRetriever,
+    ),
+    "hybrid_trained": RetrieverEntry(
+        "hybrid with the trained run (--run RUN) as one more fused component of every query kind, at weight 1",
+        HybridTrainedRetriever,
+    ),
+    "late": RetrieverEntry(
+        "ColBERT-style MaxSim over MiniLM token vectors (float16, long pages as overlapping 256-token "
+        "chunks); page text per doc_text, passage text; M2KR image-only queries fall back to image",
+        LateInteractionRetriever,
+    ),
+    "late_pool3": RetrieverEntry(
+        "late with token pooling: each candidate's vectors Ward-clustered to at most a third, means kept",
+        late_builder(3),
+    ),
+    "clip": RetrieverEntry(
+        "CLIP by hub name or local directory (option image_encoder or text_encoder = clip:NAME_OR_PATH; "
+        "default clip:openai/clip-vit-base-patch32): MMDocIR question text vs page images; M2KR query "
+        "photo vs screenshot windows, plus question vs passage text",
+        CLIPRetriever,
+    ),
+    "colpali": RetrieverEntry(
+        "ColPali / ColQwen2 late interaction (option image_encoder = colpali:NAME_OR_PATH or "
+        "colqwen:NAME_OR_PATH; default colpali:vidore/colpali-v1.3; -hf checkpoints load with "
+        "transformers, others need colpali-engine): question vs page images / screenshots; M2KR "
+        "image-only queries fall back to the image retriever",
+        ColPaliRetriever,
     ),
     "random": RetrieverEntry("seeded random order of the candidates (the floor)", RandomRetriever),
 }
