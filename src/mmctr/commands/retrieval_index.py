@@ -20,7 +20,8 @@ def add_index(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
         "vectors of the page image and its crops, in FAISS stores. PDFs are rendered page by page "
         "(pypdfium2) and read by their text layer or, for scans, by OCR (rapidocr, offline). "
         "With --index, --add appends pages and --delete removes documents in place, without re-encoding "
-        "what is there.",
+        "what is there. With --run, the index stores a trained run's candidate-tower vectors instead, and "
+        "`mmctr retrieval search` queries them with its query tower (the index records the run).",
         formatter_class=fmt,
     )
     src = p.add_mutually_exclusive_group()
@@ -37,6 +38,12 @@ def add_index(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
         "--delete", nargs="+", metavar="DOC", help="with --index: documents (or page ids) to remove"
     )
     p.add_argument("--kind", default="flat", choices=KINDS, help="FAISS store kind for a new index")
+    p.add_argument(
+        "--run",
+        type=Path,
+        help="a new index of a trained run's tower vectors (`mmctr retrieval train --out RUN`); "
+        "searches and updates then use that run, which must stay where it is, unchanged",
+    )
     p.add_argument(
         "--doc-text", default="vlm", choices=("vlm", "ocr", "both"), help="MMDocIR page text used (--data)"
     )
@@ -89,6 +96,11 @@ def run_index(args: argparse.Namespace) -> int:
     if args.index is not None:
         if args.add is None and not args.delete:
             raise ConfigError("--index updates an index: give --add FOLDER and/or --delete DOC ...")
+        if args.run is not None:
+            raise ConfigError(
+                f"--run is for a new index; {args.index} keeps the run it was built with "
+                "(its manifest.json names it): rebuild with --out and --run to change it"
+            )
         t0 = time.perf_counter()
         index = DocumentIndex.load(args.index, cache_dir=args.cache_dir, progress=progress)
         added = index.add(_records(args.add, args.doc_text)) if args.add is not None else 0
@@ -109,7 +121,9 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         records = from_images(args.images)
     t0 = time.perf_counter()
-    index = DocumentIndex(args.kind, cache_dir=args.cache_dir, progress=progress, images=not args.text_only)
+    index = DocumentIndex(
+        args.kind, cache_dir=args.cache_dir, progress=progress, images=not args.text_only, run=args.run
+    )
     n = index.add(records)
     seconds = time.perf_counter() - t0
     index.save(args.out, overwrite=args.overwrite)
@@ -117,7 +131,7 @@ def run_index(args: argparse.Namespace) -> int:
     print(
         f"{n:,} pages/passages indexed into {args.out} in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f}/s); "
         f"{args.kind} stores: text {b['text'] / 1e6:.2f} MB, image {b['image'] / 1e6:.2f} MB "
-        f"({len(index.image_rows):,} windows)"
+        f"({len(index.image_rows):,} windows)" + (f"; tower vectors of run {args.run}" if args.run else "")
     )
     return 0
 
@@ -145,6 +159,8 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps(hit_dicts(hits), indent=2))
         return 0
     print(f"index loaded in {load_ms:.0f} ms; searched in {search_ms:.0f} ms (model loading included)")
+    if index.towers is not None:
+        print(f"towers of run {index.towers.path}")
     for h in hits:
         print(f"{h.rank:2d}. {h.score:8.4f}  {h.id}  [{h.matched}]  {h.source}")
         if h.text:

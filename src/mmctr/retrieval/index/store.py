@@ -7,15 +7,28 @@ INDEX/text.faiss         one text vector per row (MiniLM of the page's text)
 INDEX/image.faiss        window vectors (EfficientNet-Lite0 of the whole page and its crops),
 INDEX/image_rows.npy     ... and the row each window belongs to: the multi-vector store
 INDEX/*.deleted.npy      tombstones (rows and windows of deleted documents)
+INDEX/center.npy         with a run: the mean window vector the windows are centred on
 
 A text query is matched against the text vectors; an image query against every window, a row
 scoring its best window (a photo shown inside a page is found by the crop that holds it); both
 together are fused by reciprocal rank. Every write goes to a temporary directory that replaces
 the index only when complete.
+
+Built with a trained run (`run=RUN`, `mmctr retrieval train --out RUN`), the stores hold the run's
+candidate-tower vectors instead: `doc_text` of each page's MiniLM vector, and `image` of its window
+vectors centred on the mean window of the indexed pool and normalised, with the run's crop grids
+and image size (what the model was trained on). Queries go through its query tower. The centre is
+computed by the first build and kept by later adds, so adding documents does not move the vectors
+already stored and results stay reproducible; a rebuild recomputes it. A text+photo query is fused
+by the model's own field weights for such a query, w_text * cos + w_image * MaxSim (`towers.py`),
+not by rank: the model learnt those weights for that sum. The index has no BM25, so the model's
+sparse fields are left out. The manifest records the run's path and the sha256 of its weights;
+loading refuses a run that moved or changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -31,9 +44,11 @@ from mmctr import __version__
 from mmctr.errors import ConfigError, DataError
 from mmctr.outputs import OutputKind, check_out, move_into_place, temp_beside
 from mmctr.retrieval.index.sources import Record
+from mmctr.retrieval.index.towers import RunTowers, unit
 from mmctr.retrieval.index.vectors import KINDS, VectorStore
 
-FORMAT = 1
+# 1: MiniLM / EfficientNet vectors; 2: a run's tower vectors (an older mmctr must not read them as 1)
+FORMAT, FORMAT_RUN = 1, 2
 INDEX_DIR = OutputKind(
     "index from `mmctr retrieval index`",
     lambda p: (p / "manifest.json").is_file() and (p / "items.jsonl").is_file(),
@@ -69,11 +84,20 @@ class DocumentIndex:
         cache_dir: Path | None = None,
         progress: bool = False,
         images: bool = True,
+        run: Path | RunTowers | None = None,
     ):
+        """`run`: a trained run directory (or its loaded towers) whose vectors the index stores;
+        its encoder options replace `text_encoder` / `image_encoder`."""
         if kind not in KINDS:
             raise ConfigError(f"index kind {kind!r}; expected one of {', '.join(KINDS)}")
         self.kind, self.progress, self.images = kind, progress, images
         self.options = _options(text_encoder, image_encoder, cache_dir)
+        self.towers = run if isinstance(run, RunTowers) or run is None else RunTowers(run)
+        self.grids = WINDOW_GRIDS
+        if self.towers is not None:
+            self.options = self.towers.retriever_options(self.options)
+            self.grids = self.options.crop_grids
+        self.center: np.ndarray | None = None  # with a run: (Di,) mean raw window, fixed once set
         self.items: list[dict] = []  # row -> metadata (with "deleted")
         self.text: VectorStore | None = None
         self.image: VectorStore | None = None
@@ -99,11 +123,13 @@ class DocumentIndex:
             self._image_embedder = ImageEmbedder(self.options)
         return self._image_embedder
 
-    def _windows(self, data: bytes | None, where: str) -> np.ndarray:
-        """(w, D) vectors of a page image's windows; (0, D) when the page has no image."""
+    def _raw_windows(self, data: bytes | None, where: str, whole: bool = False) -> np.ndarray:
+        """(w, D) raw encoder vectors of an image's windows, the whole image first (only it with
+        `whole`); (0, 0) when there is no image. Read from and written to the embedding cache under
+        the image retriever's keys, so pages it has seen are not encoded again."""
         from PIL import Image, UnidentifiedImageError
 
-        from mmctr.retrieval.retrievers.image import windows
+        from mmctr.retrieval.retrievers.image import _box_key, windows
 
         if not data:
             return np.zeros((0, 0), dtype=np.float32)
@@ -113,10 +139,29 @@ class DocumentIndex:
         except (UnidentifiedImageError, OSError) as err:
             raise DataError(where, None, f"page image cannot be decoded: {err}") from None
         emb = self.image_embedder
-        boxes = windows(img.width, img.height, WINDOW_GRIDS)
-        pixels = np.stack([emb.pixels(img.crop(b)) for b in boxes])
-        v = emb.encode(pixels)
-        return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-12)
+        boxes = [(0, 0, img.width, img.height)] if whole else windows(img.width, img.height, self.grids)
+        digest = hashlib.sha1(data).digest()
+        keys = [_box_key(digest, b) for b in boxes]
+        found, hit = emb.cache.lookup(keys) if emb.cache is not None else (np.zeros(len(keys), bool), None)
+        need = np.flatnonzero(~found)
+        new = emb.encode(np.stack([emb.pixels(img.crop(boxes[j])) for j in need])) if len(need) else None
+        dim = hit.shape[1] if hit is not None else new.shape[1]
+        v = np.zeros((len(boxes), dim), dtype=np.float32)
+        if hit is not None:
+            v[found] = hit
+        if new is not None:
+            v[need] = new
+            if emb.cache is not None:
+                emb.cache.put([keys[j] for j in need], new)
+        return v
+
+    def _project_windows(self, raw: np.ndarray) -> np.ndarray:
+        """What the image store holds for raw window (or photo) vectors: unit vectors, or with a run
+        its image tower's vectors of them centred on `center`."""
+        if self.towers is None:
+            return unit(raw)
+        assert self.center is not None
+        return self.towers.image(raw, self.center)
 
     # -- building and updating ----------------------------------------------------------------------
 
@@ -132,6 +177,8 @@ class DocumentIndex:
         if not new:
             return 0
         tv = self.text_embedder.items([r.text or " " for r in new]).matrix
+        if self.towers is not None:
+            tv = self.towers.doc_text(tv)
         if self.text is None:
             self.text = VectorStore(self.kind, tv.shape[1])
         rows = self.text.add(tv)
@@ -142,12 +189,15 @@ class DocumentIndex:
             unit="page",
             disable=not self.progress,
         ):
-            v = self._windows(r.image(), r.source) if self.images else np.zeros((0, 0), np.float32)
+            v = self._raw_windows(r.image(), r.source) if self.images else np.zeros((0, 0), np.float32)
             if len(v):
                 win_vecs.append(v)
                 win_rows.append(np.full(len(v), row, dtype=np.int64))
         if win_vecs:
-            wv = np.concatenate(win_vecs)
+            raw = np.concatenate(win_vecs)
+            if self.towers is not None and self.center is None:
+                self.center = raw.mean(axis=0)  # the first build's pool; later adds keep it
+            wv = self._project_windows(raw)
             if self.image is None:
                 self.image = VectorStore(self.kind, wv.shape[1])
             self.image.add(wv)
@@ -195,12 +245,14 @@ class DocumentIndex:
             raise ConfigError("k must be at least 1")
         depth = max(50, k)
         ranked: dict[str, dict[int, float]] = {}
+        q_raw = None
         if query and self.text is not None:
-            q = self.text_embedder.queries([query]).matrix
+            q_raw = self.text_embedder.queries([query]).matrix
+            q = self.towers.query_text(q_raw) if self.towers is not None else q_raw
             s, r = self.text.search(q, depth)
             ranked["text"] = {int(row): float(sc) for row, sc in zip(r[0], s[0], strict=True) if row >= 0}
         if image and self.image is not None:
-            qv = self._windows(image, "--image")[:1]  # the whole query photo
+            qv = self._project_windows(self._raw_windows(image, "--image", whole=True))
             s, w = self.image.search(qv, depth * 8)  # windows: a row can hold several
             best: dict[int, float] = {}
             for win, sc in zip(w[0], s[0], strict=True):
@@ -208,7 +260,10 @@ class DocumentIndex:
                     row = int(self.image_rows[win])
                     best.setdefault(row, float(sc))
             ranked["image"] = dict(list(best.items())[:depth])
-        if len(ranked) == 2:
+        if len(ranked) == 2 and self.towers is not None:
+            scores, how = self._weighted(ranked, q_raw), "text+image"
+            order = sorted(scores, key=lambda row: (-scores[row], row))
+        elif len(ranked) == 2:
             fused: dict[int, float] = {}
             for lst in ranked.values():
                 for pos, row in enumerate(lst):
@@ -235,17 +290,30 @@ class DocumentIndex:
             )
         return hits
 
+    def _weighted(self, ranked: dict[str, dict[int, float]], q_raw: np.ndarray) -> dict[int, float]:
+        """w_text * text score + w_image * image score over the rows either list found, with the
+        run's field weights for the query. A row missing from one list gets that list's lowest score
+        (its own is at most that); binary stores' scores are scaled to [-1, 1] like cosines."""
+        w_text, w_image = self.towers.fusion_weights(q_raw[0])
+        parts = []
+        for name, store, weight in (("text", self.text, w_text), ("image", self.image, w_image)):
+            scale = 1.0 / store.index.d if store.kind == "binary" and store.index is not None else 1.0
+            got = {row: sc * scale for row, sc in ranked[name].items()}
+            parts.append((got, min(got.values(), default=0.0), weight))
+        rows = {row for got, _, _ in parts for row in got}
+        return {row: sum(w * got.get(row, floor) for got, floor, w in parts) for row in rows}
+
     # -- persistence --------------------------------------------------------------------------------
 
     def manifest(self) -> dict:
-        return {
-            "format": FORMAT,
+        m = {
+            "format": FORMAT if self.towers is None else FORMAT_RUN,
             "mmctr_version": __version__,
             "kind": self.kind,
             "text_encoder": self.options.text_encoder,
             "image_encoder": self.options.image_encoder,
             "image_size": self.options.image_size,
-            "window_grids": list(WINDOW_GRIDS),
+            "window_grids": list(self.grids),
             "images": self.images,
             "text_dim": self.text.dim if self.text else None,
             "image_dim": self.image.dim if self.image else None,
@@ -257,6 +325,10 @@ class DocumentIndex:
                 "image": self.image.nbytes() if self.image else 0,
             },
         }
+        if self.towers is not None:
+            m["run"] = {**self.towers.manifest_entry(), "fusion": "field weights"}
+            m["center"] = "center.npy" if self.center is not None else None
+        return m
 
     def save(self, out: Path, overwrite: bool = False) -> Path:
         out = Path(out)
@@ -272,6 +344,8 @@ class DocumentIndex:
             if self.image is not None:
                 self.image.save(tmp / "image.faiss")
                 np.save(tmp / "image_rows.npy", self.image_rows)
+            if self.center is not None:
+                np.save(tmp / "center.npy", self.center)
             (tmp / "manifest.json").write_text(json.dumps(self.manifest(), indent=2))
             move_into_place(tmp, out, INDEX_DIR, overwrite)
         except BaseException:
@@ -289,14 +363,29 @@ class DocumentIndex:
                 "not an index (manifest.json, items.jsonl); build one with `mmctr retrieval index`",
             )
         m = json.loads((path / "manifest.json").read_text())
-        if m.get("format") != FORMAT:
+        if m.get("format") not in (FORMAT, FORMAT_RUN):
             raise DataError(
-                path / "manifest.json", "format", f"is {m.get('format')!r}; this mmctr reads {FORMAT}"
+                path / "manifest.json",
+                "format",
+                f"is {m.get('format')!r}; this mmctr reads {FORMAT} and {FORMAT_RUN}",
             )
+        towers = None
+        if m["format"] == FORMAT_RUN:
+            towers = RunTowers.recorded_in(m.get("run"), path / "manifest.json")
         index = cls(
-            m["kind"], m["text_encoder"], m["image_encoder"], cache_dir, progress, m.get("images", True)
+            m["kind"],
+            m["text_encoder"],
+            m["image_encoder"],
+            cache_dir,
+            progress,
+            m.get("images", True),
+            run=towers,
         )
         index.options.image_size = m.get("image_size")
+        if m.get("center"):
+            if not (path / m["center"]).is_file():
+                raise DataError(path / m["center"], None, "missing: the run-built index's window centre")
+            index.center = np.load(path / m["center"], allow_pickle=False)
         with open(path / "items.jsonl") as f:
             index.items = [json.loads(line) for line in f if line.strip()]
         if m.get("text_dim"):
@@ -304,6 +393,8 @@ class DocumentIndex:
         if m.get("image_dim"):
             index.image = VectorStore.load(path / "image.faiss", m["kind"], m["image_dim"])
             index.image_rows = np.load(path / "image_rows.npy", allow_pickle=False)
+            if towers is not None and index.center is None:
+                raise DataError(path / "manifest.json", None, "a run-built index with windows needs 'center'")
         if index.text is not None and index.text.ntotal != len(index.items):
             raise DataError(
                 path / "items.jsonl", None, f"{len(index.items)} rows but {index.text.ntotal} text vectors"
