@@ -1,7 +1,9 @@
 """Late interaction with token pooling: how much of the unpooled score each pool factor keeps, for
 how many stored vectors, against the single-vector dense retriever in the same run.
 
-The late retriever runs with each pool factor in turn; the first run encodes the token vectors
+Rows `late f=F` pool each candidate alone (Ward to n // F, `pooling="ward"`); rows `late global
+f=F` cut every candidate's Ward tree at one merge height for the whole pool (total // F vectors,
+`pooling="global"`). The late retriever runs with each in turn; the first run encodes the token vectors
 into the token-vector cache (or reads them from an earlier run), the others pool the cached ones.
 Scores are the challenge's final rules (`mmctr.retrieval.metrics.evaluate` against the root's
 answer key). M2KR image-only queries take the image retriever's ranking in `late` (the same for
@@ -9,7 +11,8 @@ every factor), so the M2KR column `img+q` (image_question queries, ranked by tex
 late and dense) is where token pooling shows on M2KR. Latency: per-query search p50/p99 (MMDocIR:
 inside the question's document; M2KR: text queries over the whole pool) and query encoding p50.
 
-    python scripts/bench_late.py /tmp/t1_seed2 --json /tmp/late_bench.json
+    OPENBLAS_NUM_THREADS=1 python scripts/bench_late.py /tmp/t1_seed2 --factors 1 2 3 \
+        --global-factors 2.5 3 --json /tmp/late_bench.json
 """
 
 from __future__ import annotations
@@ -93,7 +96,20 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="a data root with an answer key (generator output)")
-    ap.add_argument("--factors", type=int, nargs="+", default=[1, 2, 3, 4], help="pool factors (1 first)")
+    ap.add_argument(
+        "--factors",
+        type=float,
+        nargs="+",
+        default=[1, 2, 3, 4],
+        help="pool factors of per-candidate Ward (1 first)",
+    )
+    ap.add_argument(
+        "--global-factors",
+        type=float,
+        nargs="*",
+        default=[2.5],
+        help="pool factors of pooling=global (one Ward merge height for the pool); 2.5 keeps 40%%",
+    )
     ap.add_argument("--cache-dir", type=Path, default=None, help="default: $MMCTR_CACHE or ~/.cache/mmctr")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: the cores not busy)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -109,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     data, truth = load(args.data), load_truth(args.data)
     options = RetrieverOptions(cache_dir=args.cache_dir, device="cpu")
     rows: dict[str, dict[str, Any]] = {}
-    for f in args.factors:
-        print(f"[bench_late] late pool_factor={f} ...", file=sys.stderr, flush=True)
-        rows[f"late f={f}"] = run(LateInteractionRetriever(options, pool_factor=f), data, truth)
+    runs = [("ward", f) for f in args.factors] + [("global", f) for f in args.global_factors]
+    for pooling, f in runs:
+        f = int(f) if float(f).is_integer() else f
+        name = f"late f={f}" if pooling == "ward" else f"late {pooling} f={f}"
+        print(f"[bench_late] {name} ...", file=sys.stderr, flush=True)
+        r = LateInteractionRetriever(options, pool_factor=f, pooling=pooling)
+        rows[name] = run(r, data, truth)
     print("[bench_late] dense ...", file=sys.stderr, flush=True)
     rows["dense"] = run(DenseRetriever(options), data, truth)
     print(f"data {args.data}; torch threads {torch.get_num_threads()}; k={K}; rules final")

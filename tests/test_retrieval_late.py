@@ -1,5 +1,6 @@
 """The late-interaction retriever: MaxSim against a brute-force reference, token pooling (cluster
-count, unit norm, identity at factor 1, means of real clusters), chunking of long texts, and on the
+count, unit norm, identity at factor 1, means of real clusters; the pool-wide budget of global
+pooling, which merges repeats before distinct tokens), chunking of long texts, and on the
 generator's tiny data: rankings are permutations of the right candidates, timings are filled, the
 cache makes a second run read only, and image-only M2KR queries take the image ranking, stated."""
 
@@ -21,6 +22,7 @@ from mmctr.retrieval.retrievers.late import (
     LateInteractionRetriever,
     MultiVectors,
     maxsim,
+    pool_global,
     pool_tokens,
 )
 
@@ -88,9 +90,60 @@ def test_pooling_replaces_each_cluster_by_its_normalised_mean():
         assert np.max(p @ c) > 0.99
 
 
+def test_global_pooling_holds_the_pool_budget():
+    sizes = (0, 1, 2, 3, 7, 40, 120)
+    rng = np.random.default_rng(3)
+    mats = [_unit(rng, n, 16).astype(np.float16) for n in sizes]
+    total = sum(len(m) for m in mats)
+    for f in (1.5, 2, 2.5, 3, 7):
+        pooled = pool_global(mats, f)
+        assert sum(len(p) for p in pooled) <= total // f, f
+        for m, p in zip(mats, pooled, strict=True):
+            assert (len(p) == 0) == (len(m) == 0) and len(p) <= len(m)  # a candidate keeps a vector
+            if len(p):
+                np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5)
+    same = pool_global(mats, 1)
+    assert all(np.array_equal(a, m.astype(np.float32)) for a, m in zip(same, mats, strict=True))
+    # deterministic, and a candidate's vectors do not depend on where it sits in the pool
+    again, backwards = pool_global(mats, 2.5), pool_global(mats[::-1], 2.5)[::-1]
+    for a, b, c in zip(pool_global(mats, 2.5), again, backwards, strict=True):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    with pytest.raises(ConfigError, match="pool_factor"):
+        pool_global(mats, 0.5)
+
+
+def test_global_pooling_merges_repeats_before_distinct_tokens():
+    """A page of one word repeated and a page of ten distinct words, half the pool's vectors to
+    keep: the global cut spends the merges on the repeats and keeps the distinct words, where
+    per-candidate pooling halves both pages."""
+    rng = np.random.default_rng(4)
+    word = _unit(rng, 1, 32)
+    repeats = word + 0.01 * rng.standard_normal((10, 32)).astype(np.float32)
+    repeats /= np.linalg.norm(repeats, axis=1, keepdims=True)
+    distinct = np.eye(32, dtype=np.float32)[:10]  # ten orthogonal tokens
+    a, b = pool_global([repeats, distinct], 2)  # 20 vectors -> at most 10
+    assert len(a) + len(b) <= 10
+    assert len(a) == 1 and np.max(a @ word.T) > 0.999  # the repeats became their mean
+    assert len(b) == 9
+    kept = [any(np.array_equal(row, d) for row in b) for d in distinct]
+    assert sum(kept) == 8, "distinct tokens should survive unchanged, one pair merged at most"
+    # MaxSim of the distinct page's own words: global keeps far more of it than per-candidate
+    full = MultiVectors.stack([repeats, distinct], 32)
+    glob = MultiVectors.stack([a, b], 32)
+    alone = MultiVectors.stack([pool_tokens(repeats, 2), pool_tokens(distinct, 2)], 32)
+    q = distinct
+    assert full.scores(q)[1] == pytest.approx(10, abs=1e-2)
+    assert glob.scores(q)[1] > 9.3 > 8.0 > alone.scores(q)[1]
+
+
 def test_pool_factor_and_encoder_errors_name_the_option(tmp_path):
     with pytest.raises(ConfigError, match="pool_factor"):
         LateInteractionRetriever(RetrieverOptions(), pool_factor=0)
+    with pytest.raises(ConfigError, match="pool_factor"):
+        LateInteractionRetriever(RetrieverOptions(), pool_factor="three")
+    with pytest.raises(ConfigError, match="pooling='kmeans'; expected one of ward, global"):
+        LateInteractionRetriever(RetrieverOptions(), pool_factor=2, pooling="kmeans")
+    assert LateInteractionRetriever(RetrieverOptions(), pool_factor=2.5).pool_factor == 2.5
     r = LateInteractionRetriever(RetrieverOptions(text_encoder="clip", cache_dir=tmp_path, device="cpu"))
     with pytest.raises(ConfigError, match="text_encoder"):
         _ = r.encoder
@@ -223,6 +276,13 @@ def test_pooled_index_keeps_at_most_a_third_of_each_candidate(generated, opts):
     norms = np.linalg.norm(pooled.vectors.astype(np.float32), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=2e-3)  # unit vectors, to float16 precision
     assert len(pooled.vectors) <= 0.34 * len(full.vectors)
+    glob_r = LateInteractionRetriever(opts, pool_factor=2.5, pooling="global")
+    glob, _, _ = glob_r.index(texts)
+    assert glob_r.encoder.net is None and len(glob) == len(texts)
+    assert len(glob.vectors) <= 0.4 * len(full.vectors)
+    assert all(len(glob.of(i)) >= 1 for i in range(len(texts)))
+    again, _, _ = LateInteractionRetriever(opts, pool_factor=2.5, pooling="global").index(texts)
+    assert np.array_equal(glob.vectors, again.vectors) and np.array_equal(glob.offsets, again.offsets)
 
 
 def test_image_only_queries_take_the_image_ranking_stated(runs, generated, opts):
@@ -257,11 +317,14 @@ def test_long_text_is_encoded_as_overlapping_chunks(opts):
     assert mats[2].shape[0] == 2  # ... unless the text has nothing else
 
 
-def test_registry_holds_late_and_a_pooled_variant(opts):
-    assert {"late", "late_pool3"} <= set(RETRIEVERS)
+def test_registry_holds_late_and_pooled_variants(opts):
+    assert {"late", "late_pool", "late_pool3"} <= set(RETRIEVERS)
     r = build_retriever("late_pool3", opts)
     assert isinstance(r, LateInteractionRetriever) and r.pool_factor == 3 and r.name == "late_pool3"
     assert build_retriever("late", opts).pool_factor == 1
+    r = build_retriever("late_pool", opts)
+    assert (r.pool_factor, r.pooling, r.name) == (2.5, "global", "late_pool")
+    assert build_retriever("late_pool3", opts).pooling == "ward"
 
 
 def test_cache_folder_holds_the_token_matrices(runs, opts):

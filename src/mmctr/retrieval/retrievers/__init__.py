@@ -92,6 +92,11 @@ RETRIEVERS: dict[str, RetrieverEntry] = {
         "chunks); page text per doc_text, passage text; M2KR image-only queries fall back to image",
         LateInteractionRetriever,
     ),
+    "late_pool": RetrieverEntry(
+        "late with token pooling to at most 40% of the vectors: one Ward merge height for the whole "
+        "pool (near-duplicate tokens merge first, wherever they are), cluster means kept",
+        late_builder(2.5, "global"),
+    ),
     "late_pool3": RetrieverEntry(
         "late with token pooling: each candidate's vectors Ward-clustered to at most a third, means kept",
         late_builder(3),

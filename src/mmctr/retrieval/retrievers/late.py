@@ -18,10 +18,32 @@ MaxSim lets each query word find its own best match in the page.
   (candidate i owns rows offsets[i]:offsets[i+1]); one query is scored against many candidates
   with one matmul over their rows and `np.maximum.reduceat` per candidate. On the CPU numpy has no
   fast float16 matmul, so rows are widened to float32 by torch in blocks while searching.
-- Token pooling (`pool_factor`, as PyLate's pool_factor): each candidate's vectors are clustered by
-  Ward hierarchical clustering into at most max(1, n // pool_factor) clusters, each replaced by its
-  re-normalised mean. Queries are never pooled. The registry holds `late` (factor 1, no pooling)
-  and `late_pool3`; `LateInteractionRetriever(options, pool_factor=f)` builds any factor.
+- Token pooling (`pool_factor`, as PyLate's pool_factor; queries are never pooled), two ways:
+  `pooling="ward"` clusters each candidate's vectors alone (Ward) into at most
+  max(1, n // pool_factor), each cluster replaced by its re-normalised mean; `pooling="global"`
+  builds the same Ward trees but makes the pool's cheapest merges first, one merge height for
+  all candidates, until total // pool_factor vectors are left. Pages of one document are
+  near-duplicates and a fixed per-page fraction merges the few words that tell them apart as
+  readily as repeats; the global cut merges repeats wherever they are and keeps dense pages
+  dense. Measured (final rules, `OPENBLAS_NUM_THREADS=1 python scripts/bench_late.py DATA
+  --factors 1 2 2.5 3 --global-factors 2.5 3`; chosen on synth-small seed 0, checked on seed 2):
+
+      seed    pooling      vectors  MMDocIR (kept)   overall (kept)
+      seed 0  none          100%    0.602            0.512
+      seed 0  ward f=2.5     40%    0.572 (94.9%)    0.495 (96.6%)
+      seed 0  global f=2.5   40%    0.596 (99.0%)    0.505 (98.7%)
+      seed 2  none          100%    0.652            0.532
+      seed 2  ward f=3       33%    0.596 (91.3%)    0.504 (94.6%)
+      seed 2  global f=3     33%    0.615 (94.3%)    0.513 (96.3%)
+      seed 2  ward f=2       50%    0.637 (97.6%)    0.528 (99.1%)
+      seed 2  global f=2.5   40%    0.629 (96.5%)    0.524 (98.4%)
+
+  So at 40% the overall score keeps >= 98% on both seeds, MMDocIR alone only on seed 0.
+  Protecting rare tokens (low document frequency) from clustering, or dropping common ones, did
+  not help on seed 0 (at 40%: 0.573-0.576 MMDocIR against Ward's 0.572 and global's 0.596).
+  The registry holds `late` (no pooling), `late_pool` (global, factor 2.5: at most 40% of the
+  vectors) and `late_pool3` (ward, factor 3); `LateInteractionRetriever(options, pool_factor=f,
+  pooling=p)` builds any other.
 - Cache: unpooled token matrices (float16) are kept on disk per text content under
   `<cache dir>/tokens-<key>/`, the key hashing the encoder's identity and the chunking; pooled
   vectors are recomputed from them on every run (seconds), so every factor shares one cache.
@@ -99,111 +121,91 @@ def maxsim(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -> np.nd
     return scores
 
 
-def _ward_means(x: np.ndarray, target: int) -> np.ndarray:
-    """(n, D) float64 unit rows -> (<= target, D) float32: Ward hierarchical clustering into at
-    most `target` clusters, each replaced by its re-normalised mean (rows kept as they are when
-    there are no more than `target`)."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-
-    n = x.shape[0]
-    if n <= target:
-        return x.astype(np.float32)
-    if target <= 1:
-        groups = np.zeros(n, dtype=np.int64)
-    else:
-        tree = linkage(x, method="ward")  # (n - 1, 4)
-        groups = fcluster(tree, t=target, criterion="maxclust") - 1  # (n,) in 0..m-1
-    m = int(groups.max()) + 1
-    member = np.zeros((m, n), dtype=np.float64)  # (m, n) one-hot cluster membership
-    member[groups, np.arange(n)] = 1.0
-    means = member @ x  # (m, D) sums; the norm below makes them means
-    return (means / (np.linalg.norm(means, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
-
-
-def _check_factor(pool_factor: float) -> None:
+def budget_of(n: int, pool_factor: float) -> int:
+    """Vectors n token vectors may keep after pooling: max(1, floor(n / pool_factor)); n itself
+    at pool_factor 1, 0 for none."""
     if not pool_factor >= 1:
         raise ConfigError(f"late retriever: pool_factor={pool_factor}; expected a number >= 1")
-
-
-def budget_of(n: int, pool_factor: float) -> int:
-    """Vectors a candidate of n token vectors may keep: max(1, floor(n / pool_factor)), n when
-    pool_factor is 1 (and 0 for no vectors)."""
     return n if n == 0 or pool_factor == 1 else max(1, int(n // pool_factor))
+
+
+def _means(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(n, D) rows and (n,) cluster numbers 0..m-1 -> (m, D) float32 re-normalised cluster means."""
+    m = int(groups.max()) + 1
+    member = np.zeros((m, x.shape[0]), dtype=np.float64)  # (m, n) one-hot cluster membership
+    member[groups, np.arange(x.shape[0])] = 1.0
+    means = member @ x  # (m, D) sums; the norm below makes them means
+    return (means / (np.linalg.norm(means, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
 def pool_tokens(vectors: np.ndarray, pool_factor: float) -> np.ndarray:
     """Token pooling of one candidate: (n, D) unit vectors -> (m, D) unit vectors float32 with
     m <= max(1, n // pool_factor), by Ward hierarchical clustering of the vectors; each cluster is
     replaced by its mean, re-normalised. pool_factor 1 returns the vectors unchanged."""
-    _check_factor(pool_factor)
-    x = np.asarray(vectors, dtype=np.float64)  # (n, D)
-    if pool_factor == 1 or x.shape[0] == 0:
-        return x.astype(np.float32)
-    return _ward_means(x, budget_of(x.shape[0], pool_factor))
+    from scipy.cluster.hierarchy import fcluster, linkage
 
-
-def pool_share(ids: list[np.ndarray], groups: list[int] | None = None, vocab: int = 0) -> list[np.ndarray]:
-    """Document frequency as a share, row by row: for each text's token ids (n_i,), the share of
-    the texts of its group (all texts when `groups` is None) that hold each token. MMDocIR groups
-    pages by document, the pool a question is ranked in."""
-    vocab = max(vocab, 1 + max((int(a.max()) for a in ids if len(a)), default=0))
-    groups = [0] * len(ids) if groups is None else groups
-    df: dict[int, np.ndarray] = {}
-    size: dict[int, int] = {}
-    for g, a in zip(groups, ids, strict=True):
-        if g not in df:
-            df[g], size[g] = np.zeros(vocab, dtype=np.int64), 0
-        df[g][np.unique(a)] += 1
-        size[g] += 1
-    return [df[g][a] / size[g] for g, a in zip(groups, ids, strict=True)]
-
-
-def pool_rare(
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    share: np.ndarray,
-    pool_factor: float,
-    protect: float = 0.5,
-    rare: float = 0.5,
-    drop: float = 1.0,
-) -> np.ndarray:
-    """Token pooling that keeps a candidate's rare tokens: (n, D) unit vectors, their token ids
-    (n,) and document-frequency shares (n,) -> (m, D) float32 with m <= max(1, n // pool_factor).
-
-    The distinct tokens whose share is at most `rare`, rarest first (ties by id), take up to
-    `protect` of the budget, one vector each: the row itself if the token occurs once, else the
-    re-normalised mean of its occurrences. Tokens held by more than `drop` of the pool are dropped
-    (stop words rarely decide a MaxSim); the rest are Ward-clustered into the budget left."""
-    _check_factor(pool_factor)
     x = np.asarray(vectors, dtype=np.float64)  # (n, D)
     n = x.shape[0]
-    if len(ids) != n or len(share) != n:
-        raise ValueError(f"pool_rare: {n} vectors but {len(ids)} ids and {len(share)} shares")
+    target = budget_of(n, pool_factor)
     if pool_factor == 1 or n == 0:
         return x.astype(np.float32)
-    budget = budget_of(n, pool_factor)
-    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)  # distinct tokens
-    u_share = share[first]
-    order = np.lexsort((uniq, u_share))  # rarest first, ties by id
-    order = order[u_share[order] <= rare]
-    n_prot = min(len(order), int(protect * budget))
-    protected = np.zeros(len(uniq), dtype=bool)
-    protected[order[:n_prot]] = True
-    rest = ~protected[inverse] & (share <= drop)  # (n,) rows left to cluster
-    if n_prot and rest.any() and n_prot >= budget:  # leave the rest one cluster
-        protected[order[n_prot - 1]] = False
-        n_prot -= 1
-        rest = ~protected[inverse] & (share <= drop)
-    kept = []
-    for u in np.flatnonzero(protected):
-        rows = x[inverse == u]  # (c, D)
-        kept.append(rows[0] if len(rows) == 1 else rows.mean(axis=0) / np.linalg.norm(rows.mean(axis=0)))
-    out = [np.asarray(kept, dtype=np.float32).reshape(-1, x.shape[1])]
-    if rest.any():
-        out.append(_ward_means(x[rest], budget - n_prot))
-    elif not kept:  # every token dropped: one mean, so the candidate still scores
-        out.append(_ward_means(x, 1))
-    return np.concatenate(out)
+    if target >= n:
+        return _means(x, np.arange(n))
+    if target == 1:
+        return _means(x, np.zeros(n, dtype=np.int64))
+    tree = linkage(x, method="ward")  # (n - 1, 4)
+    return _means(x, fcluster(tree, t=target, criterion="maxclust") - 1)
+
+
+def _first_merges(tree: np.ndarray, n: int, k: int) -> np.ndarray:
+    """(n,) cluster numbers 0..n-k-1 after the first k merges of a scipy linkage `tree`."""
+    parent = np.arange(2 * n - 1)  # linkage node ids: leaves 0..n-1, merge j makes node n + j
+    for j in range(k):
+        a, b = int(tree[j, 0]), int(tree[j, 1])
+        parent[a] = parent[b] = n + j
+    root = np.arange(n)
+    while True:  # follow parents up to the newest node made so far
+        up = parent[root]
+        if np.array_equal(up, root):
+            break
+        root = up
+    return np.unique(root, return_inverse=True)[1]
+
+
+def pool_global(mats: list[np.ndarray], pool_factor: float) -> list[np.ndarray]:
+    """Token pooling of a whole pool under one budget: each candidate's vectors get a Ward tree,
+    and the pool's cheapest merges are made, lowest Ward height first, until at most
+    floor(total / pool_factor) vectors are left in all; each cluster becomes its re-normalised mean.
+
+    Why: a Ward merge height measures what a merge costs (the rise in within-cluster variance), so
+    one height for the pool spends the budget where it costs least. A page of repeated,
+    near-identical tokens shrinks a lot and a dense page little, where `pool_tokens` squeezes each
+    to the same fraction. Every candidate keeps at least one vector. Exactly the budget's count of
+    merges is made; equal heights are taken in pool order (earlier candidate, earlier merge), so
+    the result is deterministic."""
+    from scipy.cluster.hierarchy import linkage
+
+    xs = [np.asarray(m, dtype=np.float64) for m in mats]  # (n_i, D) each
+    total = sum(x.shape[0] for x in xs)
+    merges = total - budget_of(total, pool_factor)  # merges needed across the pool
+    if pool_factor == 1:
+        return [x.astype(np.float32) for x in xs]
+    trees = [linkage(x, method="ward") if x.shape[0] > 1 else np.zeros((0, 4)) for x in xs]  # (n_i - 1, 4)
+    heights = np.concatenate([t[:, 2] for t in trees] + [np.zeros(0)])
+    owner = np.repeat(np.arange(len(xs)), [len(t) for t in trees])  # candidate of each merge
+    chosen = owner[np.argsort(heights, kind="stable")[:merges]]
+    # a candidate's merges rise in height (Ward is monotone), so the chosen ones are its first k
+    k = np.bincount(chosen, minlength=len(xs))
+    return [
+        x.astype(np.float32) if x.shape[0] == 0 else _means(x, _first_merges(t, x.shape[0], int(ki)))
+        for x, t, ki in zip(xs, trees, k, strict=True)
+    ]
+
+
+POOLINGS = {
+    "ward": "each candidate Ward-clustered to at most n // pool_factor vectors",
+    "global": "one Ward merge height for the whole pool, at most total // pool_factor vectors",
+}
 
 
 @dataclass
@@ -383,15 +385,19 @@ class TokenEncoder:
         self.net: Any = None
         self.load_seconds = 0.0  # spent loading weights, so callers can keep it out of index time
 
-    def ensure_tokenizer(self) -> None:
-        """The tokenizer alone (no weights): enough for `token_ids`, so pooling from the cache loads
-        no model."""
-        if self.tokenizer is not None:
+    def ensure_loaded(self) -> None:
+        if self.net is not None:
             return
         with stopwatch() as took:
-            from transformers import AutoTokenizer
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            from mmctr.encoders.base import cast_model
+
+            hf_logging.disable_progress_bar()
             tok = AutoTokenizer.from_pretrained(self.model_name)
+            self.net = cast_model(AutoModel.from_pretrained(self.model_name), self.device, self.precision)
+            self.tokenizer = tok
             # the special tokens around a text ([CLS] ... [SEP] for BERT): a probe word with and without
             plain = tok("word", add_special_tokens=False)["input_ids"]
             full = tok("word")["input_ids"]
@@ -399,21 +405,6 @@ class TokenEncoder:
             self.prefix, self.suffix = full[:lead], full[lead + len(plain) :]
             self.window = self.max_tokens - len(self.prefix) - len(self.suffix)  # content tokens per chunk
             self.punct = _punctuation_ids(tok)
-            self.tokenizer = tok
-        self.load_seconds += took[0]
-
-    def ensure_loaded(self) -> None:
-        self.ensure_tokenizer()
-        if self.net is not None:
-            return
-        with stopwatch() as took:
-            from transformers import AutoModel
-            from transformers.utils import logging as hf_logging
-
-            from mmctr.encoders.base import cast_model
-
-            hf_logging.disable_progress_bar()
-            self.net = cast_model(AutoModel.from_pretrained(self.model_name), self.device, self.precision)
         self.load_seconds += took[0]
 
     def _chunks(self, ids: list[int]) -> list[list[int]]:
@@ -450,37 +441,26 @@ class TokenEncoder:
                 out[i] = states[b, len(self.prefix) : len(self.prefix) + len(chunks[i])]
         return out
 
-    def _kept(self, texts: list[str]) -> list[tuple[list[list[int]], list[np.ndarray]]]:
-        """Per text: its chunks of content ids and, per chunk, which tokens keep a vector (punctuation
-        goes unless the text has nothing else). `_encode` and `token_ids` share it, so a text's rows
-        and its ids line up."""
-        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        out = []
-        for text_ids in ids:
-            chunks = self._chunks(text_ids)
-            keeps = [~self.punct[np.asarray(c, dtype=np.int64)] for c in chunks]  # (len,) bool each
-            if not any(k.any() for k in keeps):
-                keeps = [np.ones(len(c), dtype=bool) for c in chunks]
-            out.append((chunks, keeps))
-        return out
-
-    def token_ids(self, texts: list[str]) -> list[np.ndarray]:
-        """(n_tokens,) int64 per text: the vocabulary id of each row of its token matrix."""
-        self.ensure_tokenizer()
-        return [
-            np.concatenate([np.asarray(c, dtype=np.int64)[k] for c, k in zip(chunks, keeps, strict=True)])
-            for chunks, keeps in self._kept(texts)
-        ]
-
     def _encode(self, texts: list[str]) -> list[np.ndarray]:
         """Token matrices (n_tokens, D) float16, unit rows, of texts not in the cache."""
-        kept = self._kept(texts)
-        chunks = [c for text_chunks, _ in kept for c in text_chunks]
-        states = iter(self._forward(chunks))
-        dim = self.net.config.hidden_size
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        chunks: list[list[int]] = []
+        owner: list[int] = []
+        for t, text_ids in enumerate(ids):
+            for c in self._chunks(text_ids):
+                chunks.append(c)
+                owner.append(t)
+        states = self._forward(chunks)
+        parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
+        for c, (chunk, h) in enumerate(zip(chunks, states, strict=True)):
+            keep = ~self.punct[np.asarray(chunk, dtype=np.int64)]  # (len,) bool
+            parts[owner[c]].append((h, keep))
         out: list[np.ndarray] = []
-        for _, keeps in kept:
-            rows = [next(states)[k] for k in keeps]
+        dim = self.net.config.hidden_size
+        for per_text in parts:
+            # punctuation goes unless the text has nothing else
+            any_word = any(keep.any() for _, keep in per_text)
+            rows = [h[keep] if any_word else h for h, keep in per_text]
             m = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)  # (n, D)
             m = m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
             out.append(m.astype(np.float16))
@@ -575,11 +555,20 @@ FALLBACK = (
 class LateInteractionRetriever(Retriever):
     name = "late"
 
-    def __init__(self, options: RetrieverOptions | None = None, pool_factor: int = 1):
+    def __init__(
+        self, options: RetrieverOptions | None = None, pool_factor: float = 1, pooling: str = "ward"
+    ):
         super().__init__(options)
-        if int(pool_factor) != pool_factor or pool_factor < 1:
-            raise ConfigError(f"late retriever: pool_factor={pool_factor!r}; expected an integer >= 1")
-        self.pool_factor = int(pool_factor)
+        try:
+            factor = float(pool_factor)
+        except (TypeError, ValueError):
+            factor = float("nan")
+        if not factor >= 1:  # NaN fails too
+            raise ConfigError(f"late retriever: pool_factor={pool_factor!r}; expected a number >= 1")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"late retriever: pooling={pooling!r}; expected one of {', '.join(POOLINGS)}")
+        self.pool_factor = int(factor) if factor.is_integer() else factor  # 3 prints as 3, not 3.0
+        self.pooling = pooling
         self._encoder: TokenEncoder | None = None
         self._image: Any = None
 
@@ -594,7 +583,12 @@ class LateInteractionRetriever(Retriever):
         tv = self.encoder.items(texts)
         unpooled = sum(m.shape[0] for m in tv.mats)
         # pooling starts from the float16 vectors, cached or not, so a rerun ranks identically
-        mats = [pool_tokens(m, self.pool_factor) for m in tv.mats] if self.pool_factor > 1 else tv.mats
+        if self.pool_factor == 1:
+            mats = tv.mats
+        elif self.pooling == "global":
+            mats = pool_global(tv.mats, self.pool_factor)
+        else:
+            mats = [pool_tokens(m, self.pool_factor) for m in tv.mats]
         return MultiVectors.stack(mats, tv.dim), unpooled, tv.from_cache
 
     def _fill_index_timings(
@@ -607,6 +601,7 @@ class LateInteractionRetriever(Retriever):
         t["vectors"] = int(index.vectors.shape[0])
         t["vectors_unpooled"] = int(unpooled)
         t["pool_factor"] = self.pool_factor
+        t["pooling"] = self.pooling
 
     # -- MMDocIR ----------------------------------------------------------------------------------
 
@@ -694,10 +689,12 @@ class LateInteractionRetriever(Retriever):
         return {q.question_id: ranked[i] for i, q in enumerate(ps.queries)}
 
 
-def late_builder(pool_factor: int) -> Callable[[RetrieverOptions], LateInteractionRetriever]:
-    """A registry builder for the late retriever with this pool factor."""
+def late_builder(
+    pool_factor: float, pooling: str = "ward"
+) -> Callable[[RetrieverOptions], LateInteractionRetriever]:
+    """A registry builder for the late retriever with this pool factor and pooling."""
 
     def build(options: RetrieverOptions) -> LateInteractionRetriever:
-        return LateInteractionRetriever(options, pool_factor=pool_factor)
+        return LateInteractionRetriever(options, pool_factor=pool_factor, pooling=pooling)
 
     return build
