@@ -54,10 +54,13 @@ FEATURE_OPTIONS = ("text_encoder", "image_encoder", "image_size", "crop_grids", 
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     hard_negatives: int = 30  # M2KR: per untrained retriever
     train_windows: int = 4  # M2KR: windows per passage in a training step (closest to the photo)
+    # learning rate of the text and image projections relative to `lr` (the field weights' and the
+    # scale's); 0 freezes them and trains the field weights alone
+    projection_lr_scale: float = 0.1
     valid_share: float = 0.2
     patience: int = 4
     seed: int = 0
@@ -272,7 +275,12 @@ def train_model(
             torch.from_numpy(pf.p_text),
             torch.from_numpy(pf.windows),
         )
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    projections = [p for m in (model.query_text, model.doc_text, model.image) for p in m.parameters()]
+    rest = [model.gate.weight, model.gate.bias, model.logit_scale]
+    groups = [{"params": rest, "lr": config.lr}]
+    if config.projection_lr_scale > 0:
+        groups.append({"params": projections, "lr": config.lr * config.projection_lr_scale})
+    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     history: list[dict[str, Any]] = []
     best, best_state, best_epoch, since = -1.0, None, 0, 0
     start = held_out_score(model, df, pf, d_valid, p_valid)
