@@ -54,6 +54,7 @@ from mmctr.retrieval.retrievers.base import (
     top_k,
 )
 from mmctr.retrieval.retrievers.clip import check_model_path
+from mmctr.retrieval.retrievers.image import rank_image_only
 from mmctr.retrieval.retrievers.late import MultiVectors, TokenCache
 
 FAMILIES = {"colpali": "vidore/colpali-v1.3", "colqwen": "vidore/colqwen2-v1.0"}  # family -> default model
@@ -386,15 +387,7 @@ class ColPaliRetriever(Retriever):
                 ranked[i] = [ids[r] for r in best]
                 search_ms[i] = search[0] * 1000
         if image_only:
-            sub = PassageSet([ps.queries[i] for i in image_only], ps.passages, source=ps.source)
-            rows = self.image.passage_rows(sub, k)
-            it = self.image.timings
-            for j, i in enumerate(image_only):
-                ranked[i] = [ids[r] for r in rows[ps.queries[i].question_id]]
-                encode_ms[i], search_ms[i] = it["encode_ms"][j], it["search_ms"][j]
+            rank_image_only(self.image, ps, image_only, k, ranked, encode_ms, search_ms, t)
             t["fallback"] = FALLBACK.format(n=len(image_only), total=n)
-            for key in ("index_seconds", "index_bytes", "from_cache", "load_seconds"):
-                t[key] += it[key]
-            t["windows"] = it.get("windows", 0)
         t["encode_ms"], t["search_ms"] = encode_ms, search_ms
         return {q.question_id: ranked[i] for i, q in enumerate(ps.queries)}

@@ -302,3 +302,28 @@ class ImageRetriever(Retriever):
         check_k(k)
         ids = ps.passages.passage_id
         return {qid: [ids[i] for i in rows] for qid, rows in self.passage_rows(ps, k).items()}
+
+
+def rank_image_only(
+    image: ImageRetriever,
+    ps: PassageSet,
+    rows_asked: list[int],
+    k: int,
+    ranked: dict[int, list[str]],
+    encode_ms: list[float],
+    search_ms: list[float],
+    timings: dict,
+) -> None:
+    """The fallback of retrievers that read only a query's text: the M2KR queries at `rows_asked`
+    (image-only ones) ranked by `image`, their rankings and per-query times written in place, and
+    the image index's costs added to `timings`."""
+    ids = ps.passages.passage_id
+    sub = PassageSet([ps.queries[i] for i in rows_asked], ps.passages, source=ps.source)
+    rows = image.passage_rows(sub, k)
+    it = image.timings
+    for j, i in enumerate(rows_asked):
+        ranked[i] = [ids[r] for r in rows[ps.queries[i].question_id]]
+        encode_ms[i], search_ms[i] = it["encode_ms"][j], it["search_ms"][j]
+    for key in ("index_seconds", "index_bytes", "from_cache", "load_seconds"):
+        timings[key] += it[key]
+    timings["windows"] = it.get("windows", 0)

@@ -79,6 +79,7 @@ from mmctr.retrieval.retrievers.base import (
     stopwatch,
     top_k,
 )
+from mmctr.retrieval.retrievers.image import rank_image_only
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length (what it was trained with); special tokens included
 CHUNK_OVERLAP = 64  # tokens shared by neighbouring chunks of a long text
@@ -675,16 +676,8 @@ class LateInteractionRetriever(Retriever):
             t["from_cache"] = cached
         t["load_seconds"] = self.encoder.load_seconds - loaded
         if image_only:
-            sub = PassageSet([ps.queries[i] for i in image_only], ps.passages, source=ps.source)
-            rows = self.image.passage_rows(sub, k)
-            it = self.image.timings
-            for j, i in enumerate(image_only):
-                ranked[i] = [ids[r] for r in rows[ps.queries[i].question_id]]
-                encode_ms[i], search_ms[i] = it["encode_ms"][j], it["search_ms"][j]
+            rank_image_only(self.image, ps, image_only, k, ranked, encode_ms, search_ms, t)
             t["fallback"] = FALLBACK.format(n=len(image_only), total=n)
-            for key in ("index_seconds", "index_bytes", "from_cache", "load_seconds"):
-                t[key] += it[key]
-            t["windows"] = it.get("windows", 0)
         t["encode_ms"], t["search_ms"] = encode_ms, search_ms
         return {q.question_id: ranked[i] for i, q in enumerate(ps.queries)}
 
