@@ -32,7 +32,12 @@ def add_train(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
         "--epochs", type=int, default=d.epochs, help="most epochs (early stopping on the held-out share)"
     )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="questions per step")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=d.lr,
+        help="AdamW learning rate of the field weights (the projections: a tenth of it)",
+    )
     p.add_argument(
         "--hard-negatives",
         type=int,
