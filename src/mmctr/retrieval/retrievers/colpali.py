@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,7 @@ from mmctr.retrieval.retrievers.base import (
 )
 from mmctr.retrieval.retrievers.clip import check_model_path
 from mmctr.retrieval.retrievers.image import rank_image_only
-from mmctr.retrieval.retrievers.late import MultiVectors, TokenCache
+from mmctr.retrieval.retrievers.late import MultiVectors, TokenCache, encode_queries
 
 FAMILIES = {"colpali": "vidore/colpali-v1.3", "colqwen": "vidore/colqwen2-v1.0"}  # family -> default model
 DEFAULT_SPEC = "colpali:vidore/colpali-v1.3"
@@ -270,25 +269,14 @@ class ColPaliRetriever(Retriever):
     def queries(self, texts: list[str]) -> tuple[list[np.ndarray], list[float], int]:
         """(token vectors of each query, ms per query, read from the cache): cache reads are timed
         as one per query, the rest encoded one at a time, each timed."""
-        n = len(texts)
-        keys = [_query_key(t) for t in texts]
-        mats: list[np.ndarray | None] = [None] * n
-        ms = [0.0] * n
-        if self.cache is not None and n:
-            t0 = time.perf_counter()
-            mats = self.cache.lookup(keys)
-            ms = [(time.perf_counter() - t0) * 1000 / n] * n
-        todo = [i for i, m in enumerate(mats) if m is None]
-        if todo:
-            model = self.model  # loaded outside the per-query clocks: loading is not a query's cost
-            for i in todo:
-                t0 = time.perf_counter()
-                mats[i] = model.query(texts[i])
-                ms[i] += (time.perf_counter() - t0) * 1000
-            if self.cache is not None:
-                first = {keys[i]: mats[i] for i in todo}  # one row per text
-                self.cache.put(list(first), [m for m in first.values() if m is not None])
-        return [m for m in mats if m is not None], ms, n - len(todo)
+        # the model property loads it, outside the per-query clocks
+        return encode_queries(
+            self.cache,
+            [_query_key(t) for t in texts],
+            texts,
+            lambda t: self.model.query(t),
+            lambda: self.model,
+        )
 
     def _fill_index(self, t: dict[str, Any], index: MultiVectors, seconds: float, loaded: float) -> None:
         t["load_seconds"] = self.load_seconds - loaded

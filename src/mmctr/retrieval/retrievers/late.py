@@ -496,26 +496,44 @@ class TokenEncoder:
     def queries(self, texts: list[str]) -> TokenVectors:
         """Token matrices of queries: a cache read is timed as one per query, the rest encoded one
         at a time, each timed (as a service would see them)."""
-        n = len(texts)
-        keys = [_text_key(t) for t in texts]
-        mats: list[np.ndarray | None] = [None] * n
-        ms = [0.0] * n
-        if self.cache is not None and n:
+        done, ms, cached = encode_queries(
+            self.cache,
+            [_text_key(t) for t in texts],
+            texts,
+            lambda t: self._encode([t])[0],
+            self.ensure_loaded,
+        )
+        return TokenVectors(done, _dim(done), from_cache=cached, encode_ms=ms)
+
+
+def encode_queries(
+    cache: TokenCache | None,
+    keys: list[bytes],
+    texts: list[str],
+    encode_one: Callable[[str], np.ndarray],
+    load: Callable[[], object],
+) -> tuple[list[np.ndarray], list[float], int]:
+    """(token matrix of each query, ms per query, how many came from the cache). Cache reads are
+    timed as one per query; the rest are encoded one at a time, each timed, after `load()` (loading
+    a model is not a query's cost), and written back to the cache."""
+    n = len(texts)
+    mats: list[np.ndarray | None] = [None] * n
+    ms = [0.0] * n
+    if cache is not None and n:
+        t0 = time.perf_counter()
+        mats = cache.lookup(keys)
+        ms = [(time.perf_counter() - t0) * 1000 / n] * n
+    todo = [i for i, m in enumerate(mats) if m is None]
+    if todo:
+        load()
+        for i in todo:
             t0 = time.perf_counter()
-            mats = self.cache.lookup(keys)
-            ms = [(time.perf_counter() - t0) * 1000 / n] * n
-        todo = [i for i, m in enumerate(mats) if m is None]
-        if todo:
-            self.ensure_loaded()  # outside the per-query clock: loading is not a query's cost
-            for i in todo:
-                t0 = time.perf_counter()
-                mats[i] = self._encode([texts[i]])[0]
-                ms[i] += (time.perf_counter() - t0) * 1000
-            if self.cache is not None:
-                first = {keys[i]: mats[i] for i in todo}  # one row per text
-                self.cache.put(list(first), [m for m in first.values() if m is not None])
-        done = [m for m in mats if m is not None]
-        return TokenVectors(done, _dim(done), from_cache=n - len(todo), encode_ms=ms)
+            mats[i] = encode_one(texts[i])
+            ms[i] += (time.perf_counter() - t0) * 1000
+        if cache is not None:
+            first = {keys[i]: mats[i] for i in todo}  # one row per text
+            cache.put(list(first), [m for m in first.values() if m is not None])
+    return [m for m in mats if m is not None], ms, n - len(todo)
 
 
 def _dim(mats: list[np.ndarray]) -> int:
