@@ -80,10 +80,10 @@ class PassageFeatures:
 def doc_features(docs: DocSet, options: RetrieverOptions, text: TextEmbedder | None = None) -> DocFeatures:
     text = text or TextEmbedder(options)
     rows = doc_candidates(docs)
-    vlm = text.items(page_texts(docs.pages, "vlm")).matrix
-    ocr = text.items(page_texts(docs.pages, "ocr")).matrix
-    queries = text.queries([q.question for q in docs.questions])
     vlm_texts, ocr_texts = page_texts(docs.pages, "vlm"), page_texts(docs.pages, "ocr")
+    vlm = text.items(vlm_texts).matrix
+    ocr = text.items(ocr_texts).matrix
+    queries = text.queries([q.question for q in docs.questions])
     indexes = {
         d: (_Index([vlm_texts[r] for r in rs]), _Index([ocr_texts[r] for r in rs])) for d, rs in rows.items()
     }

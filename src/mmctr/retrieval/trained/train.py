@@ -184,7 +184,7 @@ def held_out_score(
 # training
 
 
-def _mine_passage_negatives(pf: PassageFeatures, n: int) -> list[np.ndarray]:
+def _mine_passage_negatives(pf: PassageFeatures, bm25: list[np.ndarray], n: int) -> list[np.ndarray]:
     """Per M2KR question: the n best wrong passages of untrained image MaxSim and of BM25."""
     out = []
     starts = np.flatnonzero(np.r_[True, pf.owner[1:] != pf.owner[:-1]]) if len(pf.owner) else None
@@ -196,7 +196,7 @@ def _mine_passage_negatives(pf: PassageFeatures, n: int) -> list[np.ndarray]:
             img[pf.owner[starts]] = np.maximum.reduceat(pf.windows @ pf.q_photo[i], starts)
             picks += [int(r) for r in top_k(img, n + len(gold)) if r not in gold][:n]
         if pf.q_tokens[i]:
-            bm = pf.bm25.scores(pf.q_tokens[i])
+            bm = bm25[i]
             picks += [int(r) for r in top_k(bm, n + len(gold)) if r not in gold][:n]
         out.append(np.array(sorted(set(picks)), dtype=np.int64))
     return out
@@ -254,7 +254,9 @@ def train_model(
     p_train, p_valid = split(len(pf.question_ids)) if pf is not None else (np.zeros(0, int), np.zeros(0, int))
     if df is not None:  # questions whose gold is not among their pages teach nothing
         d_train = np.array([i for i in d_train if df.gold[i].any()], dtype=np.int64)
-    negatives = _mine_passage_negatives(pf, config.hard_negatives) if pf is not None else []
+    # BM25 of every M2KR question over the pool: frozen, so scored once, not in every step
+    bm25 = [pf.bm25.scores(t) for t in pf.q_tokens] if pf is not None else []
+    negatives = _mine_passage_negatives(pf, bm25, config.hard_negatives) if pf is not None else []
     win_rows = _window_rows(pf) if pf is not None else []
     examples = [("d", int(i)) for i in d_train] + [("p", int(i)) for i in p_train]
     if not examples:
@@ -325,7 +327,7 @@ def train_model(
                         img_rows = torch.from_numpy(np.concatenate(wr))
                     q = qt[i : i + 1]
                     w = model.field_weights(q, _flags(True, pf.has_question[i], pf.has_photo[i])[None])[0]
-                    sparse = torch.from_numpy(pf.bm25.scores(pf.q_tokens[i])[cand] * np.float32(SPARSE_SCALE))
+                    sparse = torch.from_numpy(bm25[i][cand] * np.float32(SPARSE_SCALE))
                     s_ = model.passage_scores(
                         model.query_text(q)[0],
                         model.image(photo[i]) if pf.has_photo[i] else None,
