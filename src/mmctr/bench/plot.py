@@ -7,6 +7,21 @@ from pathlib import Path
 from typing import Any
 
 
+def draw_front(ax, points: list[tuple[float, float]], what: str) -> None:
+    """The Pareto front as a dashed red step line through its (x, y) points, left to right."""
+    fx = sorted(points, key=lambda p: p[0])
+    ax.step(
+        [p[0] for p in fx],
+        [p[1] for p in fx],
+        where="post",
+        color="tab:red",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"Pareto front ({what})",
+        zorder=2,
+    )
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (lower latency x, higher AUC y),
     sorted by latency."""
@@ -47,17 +62,7 @@ def plot_auc_latency(records: list[dict[str, Any]], out: Path) -> Path:
                 zorder=3,
             )
             ax.annotate(r["system"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-        fx = sorted((pts[i] for i in front), key=lambda p: p[0])
-        ax.step(
-            [p[0] for p in fx],
-            [p[1] for p in fx],
-            where="post",
-            color="tab:red",
-            linestyle="--",
-            linewidth=1.2,
-            label="Pareto front (lower p99, higher AUC)",
-            zorder=2,
-        )
+        draw_front(ax, [pts[i] for i in front], "lower p99, higher AUC")
         # the front's members get a red edge; room around the points keeps labels and legend off them
         ax.scatter(
             [], [], marker="o", color="white", edgecolors="tab:red", linewidths=2, label="on the front"

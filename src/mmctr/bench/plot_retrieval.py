@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmctr.bench.plot import pareto_front
+from mmctr.bench.plot import draw_front, pareto_front
 
 # A log axis cannot show 0 ms: a row faster than this (the random floor) is drawn at it.
 LATENCY_FLOOR_MS = 1e-3
@@ -144,17 +144,7 @@ def plot_score_latency(
                 linewidths=2,
                 zorder=3,
             )
-        fx = sorted((p for r, p in usable if r["name"] in front), key=lambda p: p[0])
-        ax.step(
-            [p[0] for p in fx],
-            [p[1] for p in fx],
-            where="post",
-            color="tab:red",
-            linestyle="--",
-            linewidth=1.2,
-            label="Pareto front (lower latency, higher score)",
-            zorder=2,
-        )
+        draw_front(ax, [p for r, p in usable if r["name"] in front], "lower latency, higher score")
         # legend entries as empty proxies: a data point would carry its front edge into the legend
         for kind in dict.fromkeys(kinds):
             marker, colour, label = STYLE[kind]
