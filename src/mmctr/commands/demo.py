@@ -98,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
         "wall_seconds": wall,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    from mmctr.report import write_report
+
+    report = write_report(
+        [run_dir, data_root / "MicroLens_1M_x1" / "item_info.parquet"],
+        out / "report.html",
+        title=f"mmctr demo: {args.model} on {data_root.name}",
+        overwrite=True,
+    )
     print()
     print(
         f"  valid AUC {m['valid_auc']:.4f}   oracle valid AUC {m.get('oracle_valid_auc', float('nan')):.4f}"
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  trained at {m['train_samples_per_s']:,.0f} samples/s; demo took {wall:.0f} s; summary in {out / 'demo_summary.json'}"
     )
+    print(f"  report: {report} (open it in a browser)")
     return 0
 
 
@@ -120,7 +129,7 @@ def check_demo_dir(out: Path) -> None:
         return
     if not out.is_dir():
         raise OutputError(f"{out}: exists and is not a directory; choose another --out for the demo")
-    own = ("data_", "run_", "submission_Task2.zip", "demo_summary.json", ".")
+    own = ("data_", "run_", "submission_Task2.zip", "demo_summary.json", "report.html", ".")
     other = sorted(p.name for p in out.iterdir() if not p.name.startswith(own))
     if other:
         raise OutputError(
