@@ -1,7 +1,7 @@
 """Benchmark every registered CTR model on one data root: valid AUC over seeds, the gap to the
 generator's oracle, parameters, training throughput and per-request inference latency.
 
-Every model trains with the same budget (epochs, patience, bf16 autocast); its own YAML defaults
+Every model trains with the same budget (epochs, patience, precision); its own YAML defaults
 give everything else, plus the overrides in TUNED (found by a few tries on seed 1, see models.md).
 Inference is timed as a serving system would see it: one user's history and 100 candidate items as
 one batch of 100 rows, single-threaded, after warm-up; median and p99 over the requests.
@@ -34,7 +34,7 @@ from mmctr.config import resolve_run_config
 from mmctr.data.reader import Dataset, SplitArrays, load_dataset
 from mmctr.models import MODELS
 from mmctr.serving import for_serving, request_batch, score_request, warm_up
-from mmctr.training.loop import train, train_and_save
+from mmctr.training.loop import bf16_is_fast, train, train_and_save
 from mmctr.training.run_dir import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,9 @@ def run_one(
     data: Dataset, name: str, model: str, params: dict[str, Any], seed: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     train_over = {k.removeprefix("train."): v for k, v in params.items() if k.startswith("train.")}
-    train_over.update(seed=seed, bf16=True, epochs=args.epochs, patience=args.patience, threads=args.threads)
+    train_over.update(
+        seed=seed, bf16=args.bf16, epochs=args.epochs, patience=args.patience, threads=args.threads
+    )
     if args.batch_size:
         train_over.setdefault("batch_size", args.batch_size)
     model_params = {k: v for k, v in params.items() if not k.startswith("train.")}
@@ -178,12 +180,16 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    from mmctr.models import BASELINES
+
     base = next((s for s in summary if s["name"] == "din"), None)
+    counting = [s for s in summary if s["model"] in BASELINES]
+    best_count = max(counting, key=lambda s: s["valid_auc_mean"]) if counting else None
     lines = [
         BEGIN,
         f"Data: `{meta['data']}` ({meta['train_rows']:,} train / {meta['valid_rows']:,} valid rows). "
         f"Machine: {meta['machine']}. Budget for every model: at most {meta['epochs']} epochs, early stop "
-        f"after {meta['patience']} without a better valid AUC, batch size {meta['batch_size']}, bf16 autocast, "
+        f"after {meta['patience']} without a better valid AUC, batch size {meta['batch_size']}, {meta.get('precision', 'bf16')} training, "
         f"{meta['threads']} training thread(s), seeds {meta['seeds']}.",
         "",
         "```",
@@ -202,12 +208,13 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             else []
         ),
         "",
-        "| model | valid AUC (mean ± std) | Δ vs din | gap to oracle | params | best epochs "
+        "| model | valid AUC (mean ± std) | Δ vs best baseline | Δ vs din | gap to oracle | params | best epochs "
         "| train samples/s | train min/run | ms / 100-cand. request (median / p99) | load avg. |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         delta = f"{s['valid_auc_mean'] - base['valid_auc_mean']:+.4f}" if base else "–"
+        over_count = f"{s['valid_auc_mean'] - best_count['valid_auc_mean']:+.4f}" if best_count else "–"
         gap = f"{s['oracle_gap_mean']:.4f}" if s["oracle_gap_mean"] is not None else "–"
         lat = (
             f"{s['latency_ms_median']:.2f} / {s['latency_ms_p99']:.2f}"
@@ -215,10 +222,16 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             else "–"
         )
         lines.append(
-            f"| {s['name']} | {s['valid_auc_mean']:.4f} ± {s['valid_auc_std']:.4f} | {delta} | {gap} "
+            f"| {s['name']} | {s['valid_auc_mean']:.4f} ± {s['valid_auc_std']:.4f} | {over_count} | {delta} | {gap} "
             f"| {s['params'] / 1e6:.2f} M | {s['best_epochs']} | {s['train_samples_per_s']:,.0f} "
             f"| {s['wall_minutes']:.1f} | {lat} | {s['latency_load_average'] or 0:.1f} |"
         )
+    if best_count:
+        lines += [
+            "",
+            f"Counting baselines (pop, pop_user, lr) first; Δ vs best baseline is against the strongest of "
+            f"them here, `{best_count['name']}`.",
+        ]
     oracle = meta.get("oracle_valid_auc")
     if oracle is not None:
         lines += ["", f"Oracle valid AUC (the generator's true click probability): {oracle:.4f}."]
@@ -287,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         help="train nothing: time the requests of the runs saved in --runs-dir again (on a quiet "
         "machine) and update the first-seed records of --out",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="training autocast; auto: bf16 where its matmul is at least as fast as fp32 (AMX), else fp32",
+    )
     args = p.parse_args(argv)
+    args.bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_fast())
 
     data = load_dataset(args.data, max_len=64, splits=("train", "valid"))
     done: list[dict[str, Any]] = []
@@ -303,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size or "each YAML's",
         "threads": args.threads,
         "seeds": args.seeds,
+        "precision": "bf16" if args.bf16 else "fp32",
         "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]]),
         "tuned": TUNED,
     }

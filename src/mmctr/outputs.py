@@ -120,4 +120,7 @@ def move_into_place(tmp: Path, out: Path, kind: OutputKind, overwrite: bool) -> 
 RUN_DIR = OutputKind("run directory", _has_all("run.json", "config.yaml", "model.safetensors"))
 SYNTH_DATA = OutputKind("data root from `mmctr synth`", _has_all("truth/world.json", "MicroLens_1M_x1"))
 BENCH_DIR = OutputKind("bench output", _has_all("bench.json"))
+MOVIELENS_DATA = OutputKind(
+    "data root from `mmctr data movielens`", _has_all("conversion.json", "MicroLens_1M_x1")
+)
 DEMO_DIR = OutputKind("demo output", _has_all("demo_summary.json"))

@@ -60,11 +60,11 @@ class MMCTRSystem:
         self.served: torch.nn.Module | None = None  # the model's serving copy (bf16 weights for @bf16)
 
     def reset(self, seed: int) -> None:
-        from mmctr.training.loop import seed_everything
+        from mmctr.training.loop import prepare_model, seed_everything
         from mmctr.training.run_dir import build_model
 
         seed_everything(seed)
-        self.model = build_model(self.cfg, self.data.items)
+        self.model = prepare_model(build_model(self.cfg, self.data.items), self.data["train"])
         self.served = None
         tc = self.cfg.train
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)

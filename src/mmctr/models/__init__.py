@@ -6,6 +6,8 @@ The contract every registered model meets (`check_contract`, tested for each):
 - `forward(batch: Batch) -> (B,)` logits;
 - `embedding_tables() -> list[nn.Embedding]`: the tables the training loop's `embedding_reg`
   (L2 on embeddings) applies to. A model must say which they are; there is no silent default.
+- optional `fit_counts(train: SplitArrays)`: counts taken from the train split before the first
+  step (`mmctr.training.loop.prepare_model`), kept as buffers.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from torch import nn
 
 from mmctr.models.din import DIN
 from mmctr.models.din_mhta import DINMHTA
+from mmctr.models.lr import LR
+from mmctr.models.pop import Pop
+from mmctr.models.pop_user import PopUser
 from mmctr.models.qin import QIN
 from mmctr.models.sasrec_dcn import SASRecDCN
 from mmctr.models.transformer_dcn import TransformerDCN
 
+# The counting baselines come first: every table shows what counting alone gets.
 MODELS: dict[str, type[nn.Module]] = {
+    "pop": Pop,
+    "pop_user": PopUser,
+    "lr": LR,
     "din": DIN,
     "transformer_dcn": TransformerDCN,
     "din_mhta": DINMHTA,
@@ -26,6 +35,9 @@ MODELS: dict[str, type[nn.Module]] = {
     "qin": QIN,
 }
 
+
+# Models that read no history (counts and a linear model): baselines, not CTR networks.
+BASELINES = ("pop", "pop_user", "lr")
 
 REQUIRED = ("config_class", "forward", "embedding_tables")
 

@@ -145,6 +145,38 @@ class UserEmbedding(nn.Module):
         return self.emb(torch.remainder(user_id, self.buckets))
 
 
+class RateTable(nn.Module):
+    """A counting feature: the smoothed positive rate of each row of a key (an item, a user bucket)
+    in the train split, as a logit. rate = (positives + m * prior) / (rows + m), so a key seen a few
+    times stays near the train prior. Filled by `fit` from the train split; the counts are buffers
+    (saved with the run), not parameters. In training, a row's own label is taken out of its key's
+    counts (leave-one-out), so the fit of the weights above this table sees the same kind of rate a
+    valid row gets, not one that already contains its answer."""
+
+    def __init__(self, rows: int, smoothing: float):
+        super().__init__()
+        self.smoothing = smoothing
+        self.register_buffer("pos", torch.zeros(rows))
+        self.register_buffer("count", torch.zeros(rows))
+        self.register_buffer("prior", torch.tensor(0.5))
+
+    def fit(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
+        n = self.pos.shape[0]
+        self.pos.copy_(torch.bincount(keys, weights=labels.double(), minlength=n).float())
+        self.count.copy_(torch.bincount(keys, minlength=n).float())
+        self.prior.fill_(float(labels.double().mean()) if labels.numel() else 0.5)
+
+    def forward(self, keys: torch.Tensor, own_label: torch.Tensor | None = None) -> torch.Tensor:
+        pos, count = self.pos[keys], self.count[keys]  # (B,)
+        if own_label is not None:  # leave-one-out for train rows
+            seen = count > 0
+            pos = torch.where(seen, pos - own_label, pos)
+            count = torch.where(seen, count - 1, count)
+        m = self.smoothing
+        rate = (pos + m * self.prior) / (count + m)
+        return torch.logit(rate.clamp(1e-4, 1 - 1e-4))  # (B,)
+
+
 class RowContext(nn.Module):
     """The per-row fields every model puts beside its item vectors: the target's likes and views
     levels (categorical, width `level_dim`, default embedding_dim) and, when `use_user_id` is on, the

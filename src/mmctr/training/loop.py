@@ -65,6 +65,14 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def prepare_model(model: nn.Module, train_split: SplitArrays) -> nn.Module:
+    """What a model takes from the train split before its first step: the counting baselines'
+    counts (`fit_counts`). Every path that trains a model calls this after building it."""
+    if hasattr(model, "fit_counts"):
+        model.fit_counts(train_split)
+    return model
+
+
 @torch.inference_mode()
 def predict_split(
     model: nn.Module, split: SplitArrays, batch_size: int = 16384, bf16: bool = False
@@ -107,7 +115,7 @@ def train(cfg: RunConfig, data: Dataset, progress: bool = True, log=print) -> Tr
     seed_everything(tc.seed)
     set_threads(tc.threads)
     train_split, valid = data["train"], data["valid"]
-    model = build_model(cfg, data.items)
+    model = prepare_model(build_model(cfg, data.items), train_split)
     n_params = sum(p.numel() for p in model.parameters())
     log(
         f"model {cfg.model}: {n_params:,} parameters; train {len(train_split):,} rows, valid {len(valid):,} rows"
