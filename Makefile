@@ -13,7 +13,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[encoders,bench,ort,retrieval,dev]'
+	$(BIN)/pip install -q -e '.[encoders,bench,ort,retrieval,serve,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

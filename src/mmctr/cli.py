@@ -10,7 +10,21 @@ import sys
 
 # One explicit list of subcommands, in the order `mmctr --help` shows them: the whole pipeline
 # first, then its steps in the order a user runs them, then the tools around them.
-COMMANDS = ("demo", "synth", "embed", "train", "predict", "score", "models", "bench", "retrieval")
+COMMANDS = (
+    "demo",
+    "synth",
+    "data",
+    "embed",
+    "train",
+    "predict",
+    "score",
+    "models",
+    "bench",
+    "retrieval",
+    "serve",
+    "loadtest",
+    "report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
