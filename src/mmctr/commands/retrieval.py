@@ -634,7 +634,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     move_into_place(tmp, summary_path, kind, overwrite=True)
     from mmctr.report import write_report
 
-    page = write_report([out], out / "report.html", title=f"mmctr retrieval demo: {args.retriever}", overwrite=True)
+    page = write_report(
+        [out], out / "report.html", title=f"mmctr retrieval demo: {args.retriever}", overwrite=True
+    )
     print(f"demo took {wall:.0f} s; summary in {summary_path}")
     print(f"report: {page} (open it in a browser)")
     return 0
