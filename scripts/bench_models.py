@@ -16,6 +16,7 @@ Results are written after every run, so an interrupted benchmark resumes where i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ import yaml
 from mmctr.config import resolve_run_config
 from mmctr.data.reader import Dataset, SplitArrays, load_dataset
 from mmctr.models import MODELS
-from mmctr.serving import for_serving, request_batch, score_request, warm_up
+from mmctr.serving import cap_history, for_serving, request_batch, score_request, warm_up
 from mmctr.training.loop import bf16_is_fast, train, train_and_save
 from mmctr.training.run_dir import load_run
 
@@ -119,6 +120,9 @@ def run_one(
         train_over.setdefault("batch_size", args.batch_size)
     model_params = {k: v for k, v in params.items() if not k.startswith("train.")}
     cfg = resolve_run_config(model, overrides={"model_params": model_params, "train": train_over})
+    if cfg.train.max_len < data.max_len:  # `train.max_len=K`: train and score on the K most recent
+        cut = {k: cap_history(v, cfg.train.max_len) for k, v in data.splits.items()}
+        data = dataclasses.replace(data, splits=cut, max_len=cfg.train.max_len)
     t0 = time.perf_counter()
     log = lambda msg: print(f"  [{name} s{seed}] {msg}", flush=True)  # noqa: E731
     first = seed == args.seeds[0]

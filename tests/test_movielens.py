@@ -184,3 +184,14 @@ def test_cli_refuses_to_replace_what_it_did_not_write(tmp_path: Path, capsys) ->
     )
     assert (out / "notes.txt").read_text() == "user's file"
     assert "not a data root from `mmctr data movielens`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "docs" / "configs").glob("movielens_*.yaml")), ids=str
+)
+def test_documented_movielens_configs_load(path: Path) -> None:
+    from mmctr.config import resolve_run_config
+
+    model = path.stem.removeprefix("movielens_")
+    cfg = resolve_run_config(model, config_file=path)
+    assert cfg.model == model and cfg.train.max_len == 16
