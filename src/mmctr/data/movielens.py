@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmctr.data.schema import EMB_DIM, N_LEVELS, SEQ_LEN, TAGS_LEN, Layout
-from mmctr.data.synth.writer import SPLIT_SCHEMA, _fixed_lists, _write
+from mmctr.data.synth.writer import SPLIT_SCHEMA, _fixed_lists, _write, left_padded, write_test_labels
 from mmctr.errors import DataError
 from mmctr.outputs import MOVIELENS_DATA, check_out, move_into_place, temp_beside
 
@@ -268,18 +268,23 @@ def _dense(values: np.ndarray, universe: np.ndarray) -> np.ndarray:
     return np.searchsorted(universe, values).astype(np.int64) + 1
 
 
-def _before_counts(key: np.ndarray, t: np.ndarray, add: np.ndarray) -> np.ndarray:
-    """For each event, the sum of `add` over earlier events (strictly earlier time) of the same key."""
+def _before_counts(key: np.ndarray, t: np.ndarray, *adds: np.ndarray) -> list[np.ndarray]:
+    """For each event and each of `adds`, the sum of that array over earlier events (strictly earlier
+    time) of the same key. One sort serves every array."""
     order = np.lexsort((np.arange(len(key)), t, key))
-    k, tt, a = key[order], t[order], add[order].astype(np.int64)
-    cum = np.cumsum(a) - a  # sum over every event before this position (all keys)
+    k, tt = key[order], t[order]
     new_key = np.r_[True, k[1:] != k[:-1]]
     new_group = new_key | np.r_[True, tt[1:] != tt[:-1]]
     first_of_group = np.maximum.accumulate(np.where(new_group, np.arange(len(k)), 0))
     first_of_key = np.maximum.accumulate(np.where(new_key, np.arange(len(k)), 0))
-    out = np.empty(len(k), dtype=np.int64)
-    out[order] = cum[first_of_group] - cum[first_of_key]
-    return out
+    sums = []
+    for add in adds:
+        a = add[order].astype(np.int64)
+        cum = np.cumsum(a) - a  # sum over every event before this position (all keys)
+        out = np.empty(len(k), dtype=np.int64)
+        out[order] = cum[first_of_group] - cum[first_of_key]
+        sums.append(out)
+    return sums
 
 
 def level(count: np.ndarray) -> np.ndarray:
@@ -321,7 +326,8 @@ def build_rows(ml: MovieLens) -> tuple[Converted, np.ndarray, np.ndarray]:
     order = np.lexsort((np.arange(n), r.time, u))
     liked_sorted = y[order]
     like_items = i[order][liked_sorted == 1]
-    likes_before = _before_counts(u, r.time, y)
+    (likes_before,) = _before_counts(u, r.time, y)
+    item_pos, item_all = _before_counts(i, r.time, y, np.ones(n, dtype=np.int64))
     # where each user's positives start in like_items: the positives before the user's first event
     us = u[order]
     new_user = np.r_[True, us[1:] != us[:-1]]
@@ -336,8 +342,8 @@ def build_rows(ml: MovieLens) -> tuple[Converted, np.ndarray, np.ndarray]:
         item=i,
         time=r.time,
         label=y,
-        likes=level(_before_counts(i, r.time, y)),
-        views=level(_before_counts(i, r.time, np.ones(n, dtype=np.int64))),
+        likes=level(item_pos),
+        views=level(item_all),
         split=split,
         like_items=like_items,
         hist_end=hist_end,
@@ -348,13 +354,7 @@ def build_rows(ml: MovieLens) -> tuple[Converted, np.ndarray, np.ndarray]:
 
 def padded(conv: Converted, rows: np.ndarray) -> np.ndarray:
     """(len(rows), SEQ_LEN) histories, the last SEQ_LEN positives, left zero-padded."""
-    take = np.minimum(conv.hist_len[rows], SEQ_LEN)
-    out = np.zeros((len(rows), SEQ_LEN), dtype=np.int64)
-    r = np.repeat(np.arange(len(rows)), take)
-    within = np.arange(len(r)) - np.repeat(np.cumsum(take) - take, take)
-    src = np.repeat(conv.hist_end[rows] - take, take) + within
-    out[r, SEQ_LEN - np.repeat(take, take) + within] = conv.like_items[src]
-    return out
+    return left_padded(conv.like_items, conv.hist_end[rows], conv.hist_len[rows])
 
 
 def _write_split(path: Path, conv: Converted, rows: np.ndarray) -> None:
@@ -432,23 +432,12 @@ def convert(
                 "to": int(conv.time[rows].max()) if rows.size else None,
             }
             if name == "test":
-                truth = tmp / "truth"
-                truth.mkdir()
-                np.savetxt(
-                    truth / "test_labels.csv",
-                    np.stack([np.arange(rows.size), conv.label[rows]], axis=1),
-                    fmt="%d",
-                    delimiter=",",
-                    header="ID,label",
-                    comments="",
-                )
+                (tmp / "truth").mkdir()
+                write_test_labels(tmp / "truth" / "test_labels.csv", conv.label[rows])
         train = conv.split == 0
-        train_items = set(np.unique(conv.item[train]).tolist())
         for name, k in (("valid", 1), ("test", 2)):
             rows = conv.split == k
-            counts[name]["cold_item_rows"] = int(
-                sum(1 for x in conv.item[rows].tolist() if x not in train_items)
-            )
+            counts[name]["cold_item_rows"] = int((~np.isin(conv.item[rows], conv.item[train])).sum())
             counts[name]["new_user_rows"] = int((~np.isin(conv.user[rows], conv.user[train])).sum())
 
         # item_info with a placeholder embedding, item_feature with titles and end-of-train levels

@@ -52,16 +52,22 @@ def _write(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression=COMPRESSION, row_group_size=ROW_GROUP)
 
 
+def left_padded(flat: np.ndarray, end: np.ndarray, length: np.ndarray, width: int = SEQ_LEN) -> np.ndarray:
+    """(len(end), width) int64: row r holds flat[end[r] - length[r] : end[r]] (most recent last), cut
+    to its last `width` items and left zero-padded."""
+    take = np.minimum(length, width)
+    out = np.zeros((len(end), width), dtype=np.int64)
+    r = np.repeat(np.arange(len(end)), take)
+    within = np.arange(len(r)) - np.repeat(np.cumsum(take) - take, take)
+    src = np.repeat(end - take, take) + within
+    out[r, width - np.repeat(take, take) + within] = flat[src]
+    return out
+
+
 def padded_histories(users: Users, rows: np.ndarray) -> np.ndarray:
     """(len(rows), SEQ_LEN) int64: each row's user history, last SEQ_LEN clicks, left zero-padded."""
     full = users.hist_len[rows]
-    take = np.minimum(full, SEQ_LEN)
-    out = np.zeros((len(rows), SEQ_LEN), dtype=np.int64)
-    r = np.repeat(np.arange(len(rows)), take)
-    within = np.arange(len(r)) - np.repeat(np.cumsum(take) - take, take)
-    src = np.repeat(users.hist_offsets[rows] + full - take, take) + within
-    out[r, SEQ_LEN - np.repeat(take, take) + within] = users.hist_items[src]
-    return out
+    return left_padded(users.hist_items, users.hist_offsets[rows] + full, full)
 
 
 def write_split(
@@ -127,19 +133,24 @@ def write_item_seq(path: Path, users: Users) -> None:
     _write(table, path)
 
 
-def write_truth(
-    truth_dir: Path, test_label: np.ndarray, valid_p: np.ndarray, test_p: np.ndarray, world: dict[str, Any]
-) -> None:
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    ids = np.arange(len(test_label))
+def write_test_labels(path: Path, labels: np.ndarray) -> None:
+    """`ID,label`, one row per test row in test.parquet order: what `mmctr score` reads."""
+    ids = np.arange(len(labels))
     np.savetxt(
-        truth_dir / "test_labels.csv",
-        np.stack([ids, test_label.astype(np.int64)], axis=1),
+        path,
+        np.stack([ids, labels.astype(np.int64)], axis=1),
         fmt="%d",
         delimiter=",",
         header="ID,label",
         comments="",
     )
+
+
+def write_truth(
+    truth_dir: Path, test_label: np.ndarray, valid_p: np.ndarray, test_p: np.ndarray, world: dict[str, Any]
+) -> None:
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    write_test_labels(truth_dir / "test_labels.csv", test_label)
     table = pa.Table.from_arrays(
         [
             pa.array(["valid"] * len(valid_p) + ["test"] * len(test_p), pa.string()),
