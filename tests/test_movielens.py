@@ -187,7 +187,9 @@ def test_cli_refuses_to_replace_what_it_did_not_write(tmp_path: Path, capsys) ->
 
 
 @pytest.mark.parametrize(
-    "path", sorted((Path(__file__).resolve().parents[1] / "docs" / "configs").glob("movielens_*.yaml")), ids=str
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "docs" / "configs").glob("movielens_*.yaml")),
+    ids=str,
 )
 def test_documented_movielens_configs_load(path: Path) -> None:
     from mmctr.config import resolve_run_config
