@@ -10,6 +10,7 @@ import copy
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,30 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def train(cfg: RunConfig, data: Dataset, progress: bool = True, log=print) -> TrainResult:
-    """Train `cfg.model` on data['train'], select on data['valid'], return the best model."""
+# extra_loss(model, logits, batch) -> a scalar added to the loss (distillation's teacher term)
+ExtraLoss = Callable[[nn.Module, torch.Tensor, Batch], torch.Tensor]
+
+
+def train(
+    cfg: RunConfig,
+    data: Dataset,
+    progress: bool = True,
+    log=print,
+    model: nn.Module | None = None,
+    extra_loss: ExtraLoss | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+) -> TrainResult:
+    """Train `cfg.model` on data['train'], select on data['valid'], return the best model.
+
+    `model`: start from this one (fine-tuning a pruned or quantised copy) instead of a fresh one;
+    `extra_loss` is added to the loss of every step; `after_step(model)` runs after every optimizer
+    step (e.g. to re-apply a pruning mask)."""
     tc = cfg.train
     seed_everything(tc.seed)
     set_threads(tc.threads)
     train_split, valid = data["train"], data["valid"]
-    model = prepare_model(build_model(cfg, data.items), train_split)
+    if model is None:
+        model = prepare_model(build_model(cfg, data.items), train_split)
     n_params = sum(p.numel() for p in model.parameters())
     log(
         f"model {cfg.model}: {n_params:,} parameters; train {len(train_split):,} rows, valid {len(valid):,} rows"
@@ -150,9 +168,13 @@ def train(cfg: RunConfig, data: Dataset, progress: bool = True, log=print) -> Tr
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
                 logits = model(batch).float()
             loss = loss_fn(model, logits, batch, tc)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, logits, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(model)
             steps += 1
             epoch_samples += len(batch)
             running = 0.9 * running + 0.1 * loss.item() if running else loss.item()
