@@ -249,24 +249,55 @@ def read_item_levels(path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
 # splits
 
 
-def read_split(path: Path, n_items: int, max_len: int = SEQ_LEN, name: str = "") -> SplitArrays:
-    """Read one split file, validating every row, keeping the most recent `max_len` history items."""
+SPLIT_TYPES = (
+    ("user_id", "int"),
+    ("item_id", "int"),
+    ("likes_level", "int"),
+    ("views_level", "int"),
+    ("label", "number"),
+    ("item_seq", "list<int>"),
+)
+
+
+def open_split(path: Path, max_len: int = SEQ_LEN) -> pq.ParquetFile:
+    """A split file opened, with its columns and their types checked (no rows read yet)."""
     path = Path(path)
     if not 1 <= max_len <= SEQ_LEN:
         raise ValueError(f"max_len must be in 1..{SEQ_LEN}, got {max_len}")
     pf = open_parquet(path)
     _check_columns(path, pf, SPLIT_COLUMNS)
     schema = pf.schema_arrow
-    for col, want in (
-        ("user_id", "int"),
-        ("item_id", "int"),
-        ("likes_level", "int"),
-        ("views_level", "int"),
-        ("label", "number"),
-        ("item_seq", "list<int>"),
-    ):
+    for col, want in SPLIT_TYPES:
         _check_type(path, col, schema.field(col).type, want)
+    return pf
 
+
+def split_rows(
+    path: Path, batch: pa.RecordBatch | pa.Table, n_items: int, max_len: int, row0: int, name: str
+) -> SplitArrays:
+    """Rows of a split file (a record batch read from it, starting at file row `row0`) as arrays,
+    every value validated; errors name the file row."""
+    user = _scalar(path, "user_id", batch.column("user_id"), np.int64)
+    item = _scalar(path, "item_id", batch.column("item_id"), np.int64)
+    likes = _scalar(path, "likes_level", batch.column("likes_level"), np.int64)
+    views = _scalar(path, "views_level", batch.column("views_level"), np.int64)
+    label = _scalar(path, "label", batch.column("label"), np.float32)
+    seq = _fixed_list(path, "item_seq", batch.column("item_seq"), SEQ_LEN, np.int64, row0=row0)
+    _check_seq(path, seq, n_items, row0)
+    _check_range(path, "item_id", item, 1, n_items - 1, "an item id present in item_info (1..{hi})", row0)
+    _check_range(path, "likes_level", likes, 0, N_LEVELS - 1, "a level in 0..{hi}", row0)
+    _check_range(path, "views_level", views, 0, N_LEVELS - 1, "a level in 0..{hi}", row0)
+    if not np.isfinite(label).all():
+        r = int(np.flatnonzero(~np.isfinite(label))[0])
+        raise DataError(path, "label", f"row {row0 + r} holds NaN or infinite values")
+    hist = np.ascontiguousarray(seq[:, SEQ_LEN - max_len :], dtype=np.int32)
+    return SplitArrays(name, user, item, likes, views, label, hist)
+
+
+def read_split(path: Path, n_items: int, max_len: int = SEQ_LEN, name: str = "") -> SplitArrays:
+    """Read one split file, validating every row, keeping the most recent `max_len` history items."""
+    path = Path(path)
+    pf = open_split(path, max_len)
     n = pf.metadata.num_rows
     user = np.empty(n, np.int64)
     item = np.empty(n, np.int64)
@@ -276,40 +307,27 @@ def read_split(path: Path, n_items: int, max_len: int = SEQ_LEN, name: str = "")
     hist = np.empty((n, max_len), np.int32)
     row = 0
     try:
-        batches = pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=list(SPLIT_COLUMNS))
-        for batch in batches:
-            m = batch.num_rows
-            sl = slice(row, row + m)
-            user[sl] = _scalar(path, "user_id", batch.column("user_id"), np.int64)
-            item[sl] = _scalar(path, "item_id", batch.column("item_id"), np.int64)
-            likes[sl] = _scalar(path, "likes_level", batch.column("likes_level"), np.int64)
-            views[sl] = _scalar(path, "views_level", batch.column("views_level"), np.int64)
-            label[sl] = _scalar(path, "label", batch.column("label"), np.float32)
-            seq = _fixed_list(path, "item_seq", batch.column("item_seq"), SEQ_LEN, np.int64, row0=row)
-            _check_seq(path, seq, n_items, row)
-            hist[sl] = seq[:, SEQ_LEN - max_len :]
-            row += m
+        for batch in pf.iter_batches(batch_size=_READ_BATCH_ROWS, columns=list(SPLIT_COLUMNS)):
+            part = split_rows(path, batch, n_items, max_len, row, name)
+            sl = slice(row, row + len(part))
+            user[sl], item[sl], likes[sl], views[sl] = part.user_id, part.item_id, part.likes, part.views
+            label[sl], hist[sl] = part.label, part.hist
+            row += len(part)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
     if row != n:
         raise DataError(path, None, f"holds {row} readable rows but its footer says {n}")
-
-    _check_range(path, "item_id", item, 1, n_items - 1, "an item id present in item_info (1..{hi})")
-    _check_range(path, "likes_level", likes, 0, N_LEVELS - 1, "a level in 0..{hi}")
-    _check_range(path, "views_level", views, 0, N_LEVELS - 1, "a level in 0..{hi}")
-    if not np.isfinite(label).all():
-        raise DataError(path, "label", "holds NaN or infinite values")
     return SplitArrays(name or path.stem, user, item, likes, views, label, hist)
 
 
-def _check_range(path: Path, col: str, v: np.ndarray, lo: int, hi: int, what: str) -> None:
+def _check_range(path: Path, col: str, v: np.ndarray, lo: int, hi: int, what: str, row0: int = 0) -> None:
     bad = np.flatnonzero((v < lo) | (v > hi))
     if bad.size:
         r = int(bad[0])
         raise DataError(
             path,
             col,
-            f"row {r} holds {int(v[r])}; expected {what.format(hi=hi)} ({bad.size} rows out of range)",
+            f"row {row0 + r} holds {int(v[r])}; expected {what.format(hi=hi)} ({bad.size} out-of-range rows among rows {row0}..{row0 + len(v) - 1})",
         )
 
 
