@@ -54,17 +54,20 @@ def iter_batches(
     shuffle: bool = False,
     rng: np.random.Generator | None = None,
     drop_last: bool = False,
+    skip: int = 0,
 ) -> Iterator[Batch]:
+    """Batches of `split` in row order, or shuffled by `rng`. `skip` leaves out the first batches
+    (resuming mid-epoch: the same permutation is drawn, and the batches already done are passed)."""
     n = len(split)
     if shuffle:
         order = (rng or np.random.default_rng()).permutation(n)
-        for start in range(0, n, batch_size):
+        for start in range(skip * batch_size, n, batch_size):
             rows = np.sort(order[start : start + batch_size])  # sorted rows read memory in order
             if drop_last and len(rows) < batch_size:
                 return
             yield make_batch(split, rows)
     else:
-        for start in range(0, n, batch_size):
+        for start in range(skip * batch_size, n, batch_size):
             if drop_last and start + batch_size > n:
                 return
             yield make_batch(split, slice(start, min(start + batch_size, n)))

@@ -59,6 +59,16 @@ class BankDropout(nn.Module):
         idx = torch.randint(self.bank_rows, (flat.shape[0],), device=x.device)
         return (flat * self._bank.to(x.dtype)[idx]).reshape(x.shape)
 
+    # The bank and the call count are state outside the weights: a checkpoint saves them, so that
+    # resumed training draws the same masks as training never interrupted.
+    def train_state(self) -> dict:
+        bank = self._bank if self._bank is not None else torch.empty(0)
+        return {"bank": bank.detach().cpu().clone(), "calls": self._calls}
+
+    def load_train_state(self, state: dict) -> None:
+        self._bank = state["bank"] if state["bank"].numel() else None
+        self._calls = int(state["calls"])
+
 
 class MLP(nn.Sequential):
     """Linear → [BatchNorm] → ReLU → [Dropout], per hidden layer; no output layer."""

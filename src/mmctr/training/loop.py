@@ -6,12 +6,11 @@ added here.
 
 from __future__ import annotations
 
-import copy
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,19 @@ from tqdm import tqdm
 from mmctr.config import RunConfig, TrainConfig
 from mmctr.data.batches import Batch, iter_batches, n_batches
 from mmctr.data.reader import Dataset, SplitArrays, data_fingerprint, true_click_probability
-from mmctr.errors import warn
+from mmctr.data.stream import InMemorySplit, StreamedSplit
+from mmctr.errors import ConfigError, warn
 from mmctr.outputs import RUN_DIR, check_out
+from mmctr.training.distributed import (
+    World,
+    barrier,
+    block,
+    gather_blocks,
+    gather_objects,
+    local_batch_size,
+    shard_rows,
+    sum_over_ranks,
+)
 from mmctr.training.metrics import auc, logloss
 from mmctr.training.run_dir import build_model, save_run
 
@@ -103,6 +113,10 @@ def loss_fn(model: nn.Module, logits: torch.Tensor, batch: Batch, tc: TrainConfi
     return loss
 
 
+# extra_loss(model, logits, batch) -> a scalar added to the loss (distillation's teacher term)
+ExtraLoss = Callable[[nn.Module, torch.Tensor, Batch], torch.Tensor]
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -110,8 +124,96 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-# extra_loss(model, logits, batch) -> a scalar added to the loss (distillation's teacher term)
-ExtraLoss = Callable[[nn.Module, torch.Tensor, Batch], torch.Tensor]
+@dataclass
+class Checkpointing:
+    """Where and how often `train` writes its checkpoint (`mmctr.training.checkpoint`), and the
+    loaded checkpoint to continue from, if any."""
+
+    dir: Path
+    every_steps: int = 1000  # also at the end of every epoch; 0: epoch ends only
+    resume: dict[str, Any] | None = None
+
+
+@dataclass
+class LoopState:
+    """Everything about where training stands besides the weights and the optimizer: what a
+    checkpoint holds so that a resumed run continues exactly where the killed one was."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch_in_epoch: int = 0  # its batches already done
+    steps: int = 0
+    train_seconds: float = 0.0
+    samples: int = 0  # this rank's rows trained on
+    epoch_seconds: float = 0.0  # of the epoch in progress, before the last resume
+    epoch_samples: int = 0
+    running: float = 0.0
+    best_auc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    lr_bad: int = 0
+    done: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _plain(obj: Any) -> Any:
+    """numpy arrays in an RNG state as lists: a checkpoint loads with weights_only=True."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj.tolist() if isinstance(obj, np.ndarray) else obj
+
+
+def _rng_states(model: nn.Module, rng: np.random.Generator, epoch_rng: dict) -> dict[str, Any]:
+    return {
+        # modules' own random state outside the weights (BankDropout's mask bank), by module name
+        "modules": {n: m.train_state() for n, m in model.named_modules() if hasattr(m, "train_state")},
+        "python": random.getstate(),
+        "numpy_global": _plain(np.random.get_state(legacy=False)),
+        "torch": torch.get_rng_state(),
+        "shuffle": rng.bit_generator.state,
+        "shuffle_epoch_start": epoch_rng,
+    }
+
+
+def _checkpoint_payload(model, opt, best_state, state: LoopState, rngs: list, world: World) -> dict:
+    return {
+        "format": 1,
+        "world_size": world.size,
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "best_model": best_state,
+        "loop": asdict(state),
+        "rng": rngs,  # one entry per rank
+    }
+
+
+def _restore(ckpt: dict, model, opt, rng: np.random.Generator, world: World) -> tuple[LoopState, Any, dict]:
+    from mmctr.training.checkpoint import CheckpointError
+
+    if ckpt.get("world_size") != world.size:
+        raise CheckpointError(
+            f"the checkpoint was written by {ckpt.get('world_size')} process(es); resume it with the "
+            f"same number (this is {world.size})"
+        )
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    state = LoopState(**ckpt["loop"])
+    rngs = ckpt["rng"][world.rank]
+    for name, m in model.named_modules():
+        if name in rngs["modules"]:
+            m.load_train_state(rngs["modules"][name])
+    random.setstate(rngs["python"])
+    g = rngs["numpy_global"]
+    np.random.set_state({**g, "state": {**g["state"], "key": np.asarray(g["state"]["key"], np.uint32)}})
+    torch.set_rng_state(rngs["torch"])
+    # mid-epoch: redraw the epoch's shuffle from its start state, then skip the batches done
+    rng.bit_generator.state = rngs["shuffle_epoch_start"] if state.batch_in_epoch else rngs["shuffle"]
+    return state, ckpt["best_model"], rngs["shuffle_epoch_start"]
+
+
+def predict_rows(model: nn.Module, split: SplitArrays, tc: TrainConfig, world: World) -> np.ndarray:
+    """Click probabilities of every row of `split`: each rank scores its block, every rank gets all."""
+    part = split.take(np.arange(len(split))[block(len(split), world)]) if world.distributed else split
+    return gather_blocks(predict_split(model, part, tc.eval_batch_size, tc.bf16), len(split), world)
 
 
 def train(
@@ -122,51 +224,101 @@ def train(
     model: nn.Module | None = None,
     extra_loss: ExtraLoss | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
+    checkpointing: Checkpointing | None = None,
+    train_rows: InMemorySplit | StreamedSplit | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on data['train'], select on data['valid'], return the best model.
 
     `model`: start from this one (fine-tuning a pruned or quantised copy) instead of a fresh one;
     `extra_loss` is added to the loss of every step; `after_step(model)` runs after every optimizer
-    step (e.g. to re-apply a pruning mask)."""
+    step (e.g. to re-apply a pruning mask). `checkpointing` writes checkpoints (and resumes from
+    one); `train_rows` replaces data['train'] (a streamed split); `world` is this process's place in
+    a torchrun job (`mmctr.training.distributed`), one process when None."""
     tc = cfg.train
+    world = world or World()
     seed_everything(tc.seed)
     set_threads(tc.threads)
-    train_split, valid = data["train"], data["valid"]
+    valid = data["valid"]
     if model is None:
-        model = prepare_model(build_model(cfg, data.items), train_split)
+        if train_rows is not None and "train" not in data.splits:
+            model = build_model(cfg, data.items)
+            if hasattr(model, "fit_counts"):
+                raise ConfigError(
+                    f"model {cfg.model} counts over the whole train split before training; it cannot "
+                    "be trained from a streamed split. Drop --stream"
+                )
+        else:
+            model = prepare_model(build_model(cfg, data.items), data["train"])  # counts: all rows
+    if train_rows is None:
+        shard = shard_rows(len(data["train"]), world)
+        train_rows = InMemorySplit(data["train"] if shard is None else data["train"].take(shard))
+    model = model.to(world.device)
+    if world.distributed:
+        torch.manual_seed(tc.seed + 1_000_003 * world.rank)  # the same weights, but each rank its own dropout
+    local_batch = local_batch_size(tc.batch_size, world)
     n_params = sum(p.numel() for p in model.parameters())
-    log(
-        f"model {cfg.model}: {n_params:,} parameters; train {len(train_split):,} rows, valid {len(valid):,} rows"
-    )
-    steps_per_epoch = n_batches(len(train_split), tc.batch_size)
-    if steps_per_epoch < MIN_STEPS_PER_EPOCH:
-        warn(
-            f"an epoch is only {steps_per_epoch} optimizer step(s) ({len(train_split):,} train rows at batch "
-            f"{tc.batch_size:,}); the model will barely learn. Use a smaller --batch-size, e.g. "
-            f"{suggested_batch_size(len(train_split))}"
+    if world.main:
+        log(
+            f"model {cfg.model}: {n_params:,} parameters; train {len(train_rows) * world.size:,} rows"
+            f"{f' over {world.size} processes' if world.distributed else ''}, valid {len(valid):,} rows"
         )
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
-    rng = np.random.default_rng(tc.seed)
+    steps_per_epoch = n_batches(len(train_rows), local_batch)
+    if steps_per_epoch < MIN_STEPS_PER_EPOCH and world.main:
+        n_rows = len(train_rows) * world.size
+        warn(
+            f"an epoch is only {steps_per_epoch} optimizer step(s) ({n_rows:,} train rows at batch "
+            f"{tc.batch_size:,}); the model will barely learn. Use a smaller --batch-size, e.g. "
+            f"{suggested_batch_size(n_rows)}"
+        )
+    trainable = any(p.requires_grad for p in model.parameters())
+    net = model
+    if world.distributed and trainable:
+        from torch.nn.parallel import DistributedDataParallel
 
-    best_auc, best_state, best_epoch, bad_epochs, lr_bad = -1.0, None, 0, 0, 0
-    history: list[dict[str, float]] = []
-    steps, train_seconds, samples = 0, 0.0, 0
-    for epoch in range(1, tc.epochs + 1):
+        # some models leave parameters out of a step (e.g. no history in a batch)
+        net = DistributedDataParallel(model, find_unused_parameters=True)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
+    # one process keeps the shuffle it always had; ranks of a job each draw their own
+    rng = np.random.default_rng(tc.seed if not world.distributed else [tc.seed, world.rank])
+
+    state, best_state = LoopState(), None
+    epoch_rng = rng.bit_generator.state
+    if checkpointing is not None and checkpointing.resume is not None:
+        state, best_state, epoch_rng = _restore(checkpointing.resume, model, opt, rng, world)
+        if world.main:
+            log(f"resumed at epoch {state.epoch}, batch {state.batch_in_epoch} of {steps_per_epoch}")
+
+    def save_checkpoint() -> None:
+        rngs = gather_objects(_rng_states(model, rng, epoch_rng), world)
+        if world.main:
+            from mmctr.training import checkpoint
+
+            checkpoint.save(
+                checkpointing.dir, _checkpoint_payload(model, opt, best_state, state, rngs, world)
+            )
+        barrier(world)
+
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+    while not state.done and state.epoch <= tc.epochs:
+        epoch = state.epoch
         model.train()
         t0 = time.perf_counter()
-        total = n_batches(len(train_split), tc.batch_size)
+        if state.batch_in_epoch == 0:
+            epoch_rng = rng.bit_generator.state
         bar = tqdm(
-            total=total,
+            total=steps_per_epoch,
+            initial=state.batch_in_epoch,
             desc=f"epoch {epoch}",
-            disable=not progress,
+            disable=not progress or not world.main,
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
         )
-        running, epoch_samples = 0.0, 0
-        for batch in iter_batches(train_split, tc.batch_size, shuffle=True, rng=rng):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
-                logits = model(batch).float()
+        for batch in train_rows.batches(local_batch, rng, skip=state.batch_in_epoch):
+            batch = batch.to(world.device) if world.device.type != "cpu" else batch
+            with autocast:
+                logits = net(batch).float()
             loss = loss_fn(model, logits, batch, tc)
             if extra_loss is not None:
                 loss = loss + extra_loss(model, logits, batch)
@@ -175,65 +327,84 @@ def train(
             opt.step()
             if after_step is not None:
                 after_step(model)
-            steps += 1
-            epoch_samples += len(batch)
-            running = 0.9 * running + 0.1 * loss.item() if running else loss.item()
-            bar.set_postfix(loss=f"{running:.4f}")
+            state.steps += 1
+            state.batch_in_epoch += 1
+            state.epoch_samples += len(batch)
+            state.running = 0.9 * state.running + 0.1 * loss.item() if state.running else loss.item()
+            bar.set_postfix(loss=f"{state.running:.4f}")
             bar.update()
-            if tc.max_steps and steps >= tc.max_steps:
+            if tc.max_steps and state.steps >= tc.max_steps:
                 break
+            if checkpointing and checkpointing.every_steps and state.steps % checkpointing.every_steps == 0:
+                state.epoch_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save_checkpoint()
         bar.close()
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        samples += epoch_samples
-        p = predict_split(model, valid, tc.eval_batch_size, tc.bf16)
+        seconds = state.epoch_seconds + time.perf_counter() - t0
+        state.train_seconds += seconds
+        epoch_samples = state.epoch_samples
+        state.samples += epoch_samples
+        p = predict_rows(model, valid, tc, world)
         v_auc, v_ll = auc(valid.label, p), logloss(valid.label, p)
         lr = opt.param_groups[0]["lr"]
-        history.append(
+        rate = sum_over_ranks(epoch_samples, world) / seconds if seconds else 0.0
+        state.history.append(
             {
                 "epoch": epoch,
-                "loss": running,
+                "loss": state.running,
                 "valid_auc": v_auc,
                 "valid_logloss": v_ll,
                 "lr": lr,
                 "seconds": seconds,
             }
         )
-        improved = v_auc > best_auc
-        log(
-            f"epoch {epoch:3d}  loss {running:.4f}  valid AUC {v_auc:.4f}  logloss {v_ll:.4f}  lr {lr:.1e}  "
-            f"{epoch_samples / seconds:,.0f} samples/s{'  *best' if improved else ''}"
-        )
+        improved = v_auc > state.best_auc
+        if world.main:
+            log(
+                f"epoch {epoch:3d}  loss {state.running:.4f}  valid AUC {v_auc:.4f}  logloss {v_ll:.4f}  "
+                f"lr {lr:.1e}  {rate:,.0f} samples/s{'  *best' if improved else ''}"
+            )
         if improved:
-            best_auc, best_epoch, bad_epochs, lr_bad = v_auc, epoch, 0, 0
-            best_state = copy.deepcopy(model.state_dict())
+            state.best_auc, state.best_epoch, state.bad_epochs, state.lr_bad = v_auc, epoch, 0, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
-            bad_epochs += 1
-            lr_bad += 1
-            if lr_bad >= tc.lr_patience and lr * tc.lr_decay >= tc.min_lr:
+            state.bad_epochs += 1
+            state.lr_bad += 1
+            if state.lr_bad >= tc.lr_patience and lr * tc.lr_decay >= tc.min_lr:
                 for g in opt.param_groups:
                     g["lr"] = lr * tc.lr_decay
-                lr_bad = 0
-            if bad_epochs >= tc.patience:
-                log(f"early stop: no better valid AUC for {tc.patience} epochs; best was epoch {best_epoch}")
-                break
-        if tc.max_steps and steps >= tc.max_steps:
-            break
+                state.lr_bad = 0
+            if state.bad_epochs >= tc.patience:
+                if world.main:
+                    log(
+                        f"early stop: no better valid AUC for {tc.patience} epochs; best was epoch "
+                        f"{state.best_epoch}"
+                    )
+                state.done = True
+        if tc.max_steps and state.steps >= tc.max_steps:
+            state.done = True
+        state.epoch += 1
+        state.batch_in_epoch, state.epoch_seconds, state.epoch_samples = 0, 0.0, 0
+        if checkpointing is not None:
+            save_checkpoint()
     if best_state is not None:
         model.load_state_dict(best_state)
-    p = predict_split(model, valid, tc.eval_batch_size, tc.bf16)
+    p = predict_rows(model, valid, tc, world)
+    samples = sum_over_ranks(state.samples, world)
     metrics: dict[str, Any] = {
         "model": cfg.model,
         "valid_auc": auc(valid.label, p),
         "valid_logloss": logloss(valid.label, p),
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "best_epoch": state.best_epoch,
+        "epochs_run": len(state.history),
         "params": n_params,
-        "train_samples_per_s": samples / train_seconds if train_seconds else 0.0,
-        "train_seconds": train_seconds,
+        "train_samples_per_s": samples / state.train_seconds if state.train_seconds else 0.0,
+        "train_seconds": state.train_seconds,
     }
+    if world.distributed:
+        metrics["processes"] = world.size
     metrics.update(truth_metrics(data, p))
-    return TrainResult(model=model, metrics=metrics, history=history)
+    return TrainResult(model=model, metrics=metrics, history=state.history)
 
 
 def truth_metrics(data: Dataset, valid_pred: np.ndarray) -> dict[str, float]:
@@ -260,20 +431,40 @@ def truth_metrics(data: Dataset, valid_pred: np.ndarray) -> dict[str, float]:
 
 
 def train_and_save(
-    cfg: RunConfig, data: Dataset, out: Path, progress: bool = True, log=print, overwrite: bool = False
+    cfg: RunConfig,
+    data: Dataset,
+    out: Path,
+    progress: bool = True,
+    log=print,
+    overwrite: bool = False,
+    checkpointing: Checkpointing | None = None,
+    train_rows: InMemorySplit | StreamedSplit | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train and write the run directory `out` (refused up front, before any training, when
-    `out` may not be written: see `mmctr.outputs`)."""
+    `out` may not be written: see `mmctr.outputs`). In a torchrun job every rank trains and rank 0
+    alone writes; the checkpoint directory is deleted once the run directory is in place."""
+    world = world or World()
     check_out(Path(out), RUN_DIR, overwrite)
-    result = train(cfg, data, progress=progress, log=log)
-    facts = {
-        "data_root": str(data.layout.root),
-        "item_info": data.items.source,
-        "n_items": data.items.n_items,
-        "n_tags": data.items.n_tags,
-        "max_len": data.max_len,
-        "data_fingerprint": data_fingerprint(data.layout.root),
-    }
-    metrics = dict(result.metrics, history=result.history)
-    save_run(out, cfg, result.model, data.items, metrics, facts, overwrite=overwrite)
+    result = train(
+        cfg, data, progress=progress, log=log, checkpointing=checkpointing, train_rows=train_rows, world=world
+    )
+    if world.main:
+        facts = {
+            "data_root": str(data.layout.root),
+            "item_info": data.items.source,
+            "n_items": data.items.n_items,
+            "n_tags": data.items.n_tags,
+            "max_len": data.max_len,
+            "data_fingerprint": data_fingerprint(data.layout.root),
+        }
+        if world.distributed:
+            facts["processes"] = world.size
+        metrics = dict(result.metrics, history=result.history)
+        save_run(out, cfg, result.model, data.items, metrics, facts, overwrite=overwrite)
+        if checkpointing is not None:
+            from mmctr.training import checkpoint
+
+            checkpoint.finish(checkpointing.dir)
+    barrier(world)
     return result
