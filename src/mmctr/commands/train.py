@@ -105,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
     from mmctr.errors import ConfigError
 
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
-        from mmctr.training.distributed import launch
+        from mmctr.training.distributed import World, launch, local_batch_size
+
+        if args.resume is None:  # a batch the processes cannot share is refused before they start
+            from mmctr.config import resolve_run_config
+
+            cfg = resolve_run_config(args.model or "din", args.config, overrides_from_args(args))
+            local_batch_size(cfg.train.batch_size, World(size=max(args.nproc, 1) * max(args.nnodes, 1)))
 
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]
         return launch(args.nproc, _argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
