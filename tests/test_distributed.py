@@ -90,3 +90,30 @@ def test_cli_nproc_writes_one_run(tiny_data: Path, tmp_path: Path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert bad.returncode != 0 and "multiple of 2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_embed_under_torchrun_writes_one_parquet_equal_to_one_process(tiny_data: Path, tmp_path: Path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    def embed(out: str, cache: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mmctr", "embed", "--data", str(tiny_data), "--out", out, "--fusion", "text",
+             "--cache-dir", cache, "--no-progress", *extra],
+            cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+
+    two = embed("two.parquet", "cache2", "--nproc", "2")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("written to two.parquet") == 1
+    assert "rank 0: text: 200 items" in two.stderr and "rank 1: text: 200 items" in two.stderr
+    assert len(list((tmp_path / "cache2").glob("*/*.keys.npy"))) == 2  # one shard of vectors per rank
+    one = embed("one.parquet", "cache1")
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = (
+        np.array(pq.read_table(tmp_path / f).column("item_emb_d128").to_pylist())
+        for f in ("one.parquet", "two.parquet")
+    )
+    # the same vectors up to batch composition (each rank encodes other batches than one process)
+    assert a.shape == b.shape == (401, 128) and np.abs(a - b).max() < 1e-4
+    assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2

@@ -167,11 +167,61 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, Any]:
-    """Run the pipeline; return the report that is also written as JSON beside `cfg.out`."""
-    import torch
+def encode_shard(cfg: EmbedConfig, rank: int, size: int, log: Callable[[str], None] = _stderr) -> int:
+    """Encode every `size`-th item starting at `rank` into the shared embedding cache (no output
+    file): what each process of `torchrun -m mmctr embed` does before rank 0 writes the parquet
+    from the cache. Returns how many items this rank handled."""
+    layout = Layout(Path(cfg.data))
+    fusion = get_fusion(cfg.fusion)
+    catalog = read_catalog(layout)
+    ids = catalog.item_ids[rank::size]
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    for modality in fusion.needs:
+        spec = cfg.text_encoder if modality == "text" else cfg.image_encoder
+        encoder = build_encoder(spec, modality, cfg.encoder)
+        cache = EmbeddingCache(cache_root, modality, encoder.cache_key(), encoder.identity())
+        if modality == "text":
+            feats = encode_titles(
+                encoder, catalog.titles, ids, catalog.n_rows, cache, cfg.progress, cfg.missing
+            )
+        else:
+            listing = list_images(layout.images_dir)
+            feats = encode_images(
+                encoder, listing, ids, catalog.n_rows, cache, cfg.progress, cfg.missing, cfg.encoder.workers
+            )
+        s = feats.stats
+        log(
+            f"rank {rank}: {modality}: {len(ids):,} items, {s.from_cache:,} from cache, {s.encoded:,} encoded"
+        )
+    return len(ids)
+
+
+def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, Any] | None:
+    """Run the pipeline; return the report that is also written as JSON beside `cfg.out`.
+
+    Under torchrun (WORLD_SIZE > 1) every process first encodes its share of the items into the
+    embedding cache (`encode_shard`); rank 0 then runs the whole pipeline, which finds every vector
+    in the cache, and writes the one parquet. The other ranks return None. With several machines
+    the cache must be on a file system they share (--cache-dir)."""
+    from mmctr.training.distributed import barrier, finish, init_world
 
     check_out(Path(cfg.out), ITEM_INFO_FILE, cfg.overwrite)  # before minutes of encoding
+    world = init_world()
+    if world.distributed:
+        if not cfg.use_cache:
+            raise MMCTRError("--no-cache: the processes of a torchrun job share their work through the cache")
+        try:
+            encode_shard(cfg, world.rank, world.size, log)
+            barrier(world)
+            return _embed_and_report(cfg, log, processes=world.size) if world.main else None
+        finally:
+            finish(world)
+    return _embed_and_report(cfg, log)
+
+
+def _embed_and_report(cfg: EmbedConfig, log: Callable[[str], None], processes: int = 1) -> dict[str, Any]:
+    import torch
+
     load_average = os.getloadavg()[0]
     threads = cfg.threads if cfg.threads > 0 else auto_threads()
     previous = torch.get_num_threads()
@@ -182,6 +232,7 @@ def embed(cfg: EmbedConfig, log: Callable[[str], None] = _stderr) -> dict[str, A
     finally:
         torch.set_num_threads(previous)  # a library call leaves the process as it found it
     report["threads"] = threads
+    report["processes"] = processes
     report["load_average_at_start"] = round(load_average, 2)
     jp = json_path(Path(cfg.out))
     tmp = jp.with_name(f".{jp.name}.{uuid.uuid4().hex}.tmp")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 
@@ -68,6 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it is an earlier item_info parquet"
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="encode on this many processes (runs torchrun for you; each encodes a share of the items "
+        "into the cache, then one writes the parquet)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list encoders and fusions, then exit")
     return p
@@ -89,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data is None or args.out is None:
         raise ConfigError("mmctr embed needs --data DATA and --out FILE (or --list)")
+
+    if args.nproc is not None and "WORLD_SIZE" not in os.environ:
+        from mmctr.training.distributed import argv_without_launch, launch
+
+        argv = sys.argv[1:] if sys.argv[1:2] == ["embed"] else ["embed", *sys.argv[1:]]
+        return launch(args.nproc, argv_without_launch(argv))
 
     from mmctr.embed import EmbedConfig, embed, json_path
 
@@ -118,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report = embed(cfg)
+    if report is None:  # a torchrun rank other than 0: its items are in the cache, rank 0 writes
+        return 0
     kept = report["fusion"]["variance_kept"]
     kept_s = f", variance kept {kept:.1%}" if kept is not None else ""
     img = report["images"]

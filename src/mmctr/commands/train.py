@@ -86,26 +86,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     return {"train": train} if train else {}
 
 
-def _argv_without_launch(argv: list[str]) -> list[str]:
-    """This command's arguments minus the launcher's own (--nproc, --nnodes, --rdzv-endpoint)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        name = a.split("=", 1)[0]
-        if name in ("--nproc", "--nnodes", "--rdzv-endpoint"):
-            skip = "=" not in a
-            continue
-        out.append(a)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from mmctr.errors import ConfigError
 
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
-        from mmctr.training.distributed import World, launch, local_batch_size
+        from mmctr.training.distributed import World, argv_without_launch, launch, local_batch_size
 
         if args.resume is None:  # a batch the processes cannot share is refused before they start
             from mmctr.config import resolve_run_config
@@ -114,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             local_batch_size(cfg.train.batch_size, World(size=max(args.nproc, 1) * max(args.nnodes, 1)))
 
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]
-        return launch(args.nproc, _argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
+        return launch(args.nproc, argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if args.checkpoint_every < 0:

@@ -144,6 +144,21 @@ def local_batch_size(batch_size: int, world: World) -> int:
     return batch_size // world.size
 
 
+def argv_without_launch(argv: list[str]) -> list[str]:
+    """This command's arguments minus the launcher's own (--nproc, --nnodes, --rdzv-endpoint)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in ("--nproc", "--nnodes", "--rdzv-endpoint"):
+            skip = "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
 def launch(nproc: int, argv: list[str], nnodes: int = 1, rdzv_endpoint: str | None = None) -> int:
     """Run `mmctr <argv>` under torchrun with `nproc` processes per node; returns its exit code.
     Multi-node jobs run torchrun themselves on every node (see the README)."""
