@@ -220,3 +220,35 @@ def test_train_from_stream(tiny_data: Path, grouped: Path, tmp_path: Path):
     pop = resolve_run_config("pop", None, {"train": {"batch_size": 128, "epochs": 1}})
     with pytest.raises(ConfigError, match="Drop --stream"):
         train(pop, data, progress=False, log=lambda *_: None, train_rows=StreamedSplit(grouped, 401, 64))
+
+
+# ---------------------------------------------------------------------------------------------
+# a killed bench resumes the systems not yet measured
+
+BENCH_ARGS = ["--epochs", "1", "--batch-size", "256", "--warmup-steps", "1", "--timed-steps", "2",
+              "--candidates", "10", "--requests", "5", "--warmup-requests", "2", "--matmul-n", "64",
+              "--peers"]  # fmt: skip
+
+
+def test_killed_bench_resumes_only_the_systems_not_measured(tiny_data: Path, tmp_path: Path):
+    args = ["bench", "--data", str(tiny_data), "--models", "lr", "din", "--out", "b", *BENCH_ARGS]
+    p = mmctr(*args, cwd=tmp_path)
+    first = tmp_path / "b.partial" / "runs" / "mmctr_lr.0.json"
+    deadline = time.monotonic() + 300
+    while not (first.exists() and first.stat().st_size) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the child has written its record and exited
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    if (tmp_path / "b").exists():
+        pytest.skip("the bench finished before it could be killed")
+    kept = json.loads(first.read_text())
+    rc, out, err = finish(mmctr(*args, cwd=tmp_path))  # without --resume: refused, named
+    assert rc == 2 and "--resume" in err and "Traceback" not in err
+    rc, out, err = finish(mmctr(*args, "--resume", cwd=tmp_path))
+    assert rc == 0, err
+    assert "mmctr/lr: run 1/1 measured before the interruption; kept" in out
+    records = {r["system"]: r for r in json.loads((tmp_path / "b" / "bench.json").read_text())}
+    assert set(records) == {"mmctr/lr", "mmctr/din"}
+    assert records["mmctr/lr"]["infer_p99_ms"] == kept["infer_p99_ms"]  # not measured again
+    assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b" / "resume.json").exists()

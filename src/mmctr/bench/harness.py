@@ -20,7 +20,7 @@ import mmctr
 from mmctr.bench.machine import MachineInfo
 from mmctr.bench.spec import PEERS, BenchSettings, Hparams, SystemSpec, write_json
 from mmctr.errors import ConfigError
-from mmctr.outputs import BENCH_DIR, check_out, move_into_place, temp_beside
+from mmctr.outputs import BENCH_DIR, OutputError, check_out, move_into_place
 
 SRC_DIR = Path(mmctr.__file__).resolve().parents[1]  # what a peer's interpreter needs on PYTHONPATH
 REPO_DIR = SRC_DIR.parent
@@ -227,6 +227,15 @@ def run_child(
     return json.loads(out_path.read_text())
 
 
+def _finished(path: Path) -> dict[str, Any] | None:
+    """A system's record from an earlier, interrupted run of this bench, if it was complete."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and "system" in rec and "peak_rss_mb" in rec else None
+
+
 def measure_machine(out_dir: Path, n: int, log: Callable[[str], None]) -> MachineInfo:
     path = out_dir / "machine.json"
     cmd = [sys.executable, "-m", "mmctr.bench.machine", str(path), "--n", str(n)]
@@ -293,14 +302,26 @@ def run_bench(
     command: str = "",
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Measure every system; write DIR/bench.json (list of records), bench.md, auc_latency.png.
-    The directory is written under a temporary name and renamed when complete."""
+    The directory is written as DIR.partial/ and renamed when complete; `resume` continues a killed
+    run of the same bench, measuring only the systems it had not finished."""
 
     final = Path(out)
     check_out(final, BENCH_DIR, overwrite)
-    out = temp_beside(final)  # renamed to `final` once everything is written
-    out.mkdir()
+    # Work happens in OUT.partial/, renamed to OUT when complete. A killed bench leaves it, with
+    # every system measured so far; the same command with `resume` measures only the others.
+    out = final.parent / f"{final.name}.partial"
+    wanted = {
+        "settings": json.loads(settings.to_json()),
+        "models": models,
+        "peers": list(peers),
+        "repeats": repeats,
+        "pythons": pythons,
+        "matmul_n": matmul_n,
+    }
+    _open_partial(out, wanted, resume, overwrite)
     try:
         records = _run_bench(
             settings,
@@ -316,12 +337,47 @@ def run_bench(
             command,
             log,
         )
+        (out / PARTIAL_SETTINGS).unlink()
         move_into_place(out, final, BENCH_DIR, overwrite)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        if not any(_finished(p) for p in (out / "runs").glob("*.json")):
+            shutil.rmtree(out, ignore_errors=True)  # nothing measured: nothing worth resuming
         raise
     log(f"wrote {final / 'bench.json'}, {final / 'bench.md'}, {final / 'auc_latency.png'}")
     return records
+
+
+PARTIAL_SETTINGS = "resume.json"
+
+
+def _open_partial(out: Path, wanted: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Create OUT.partial/, or reopen it for --resume when it holds the same bench's results."""
+    marker = out / PARTIAL_SETTINGS
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not marker.is_file():
+            raise OutputError(
+                f"{out}: exists and is not an interrupted `mmctr bench`; it is where this --out is "
+                "measured. Move it away or choose another --out"
+            )
+        try:
+            had = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            had = None
+        if resume and had == wanted:
+            return
+        if resume:
+            raise OutputError(
+                f"{out}: holds an interrupted bench with other settings (data, systems, repeats or "
+                "hyperparameters); rerun it with the same arguments, or pass --overwrite to start again"
+            )
+        if not overwrite:
+            raise OutputError(
+                f"{out}: holds an interrupted bench; add --resume to the same command to measure only "
+                "the systems not yet measured, or pass --overwrite to start again"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    write_json(marker, wanted)
 
 
 def _run_bench(
@@ -346,7 +402,10 @@ def _run_bench(
     for s in skipped:
         log(f"skipping {s['system']}: {s['reason']}")
     wait_for_quiet(max_load, max_wait, log)
-    machine = measure_machine(out, matmul_n, log)
+    try:  # a resumed bench keeps the machine measured with the systems it kept
+        machine = MachineInfo.from_dict(json.loads((out / "machine.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        machine = measure_machine(out, matmul_n, log)
 
     records: list[dict[str, Any]] = []
     for spec in specs:
@@ -355,6 +414,11 @@ def _run_bench(
         for i in range(repeats):
             # the first run also trains for AUC; repeats re-time only
             s = dataclasses.replace(settings, measure_auc=i == 0)
+            done = _finished(out / "runs" / f"{slug}.{i}.json")
+            if done is not None:
+                log(f"{spec.system}: run {i + 1}/{repeats} measured before the interruption; kept")
+                runs.append(done)
+                continue
             log(f"{spec.system}: run {i + 1}/{repeats}{' (timing only)' if i else ''}")
             wait_for_quiet(max_load, max_wait, log)
             result = run_child(spec, s, out / "runs", f"{slug}.{i}", log, timeout)

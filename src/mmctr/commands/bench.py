@@ -51,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace --out if it is an earlier output of the same mode"
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="Track 2: continue a killed bench (its OUT.partial/) with the same arguments, measuring only "
+        "the systems it had not finished",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -185,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         track, flag = ("Track 2", "drop --track1") if args.track1 else ("Track 1", "add --track1")
         raise ConfigError(f"{', '.join(other)}: {track} option(s); {flag} or leave them out")
     if args.track1:
+        if args.resume:
+            raise ConfigError("--resume: Track 2 benches only; rerun the Track-1 bench with --overwrite")
         return run_track1(args)
 
     from mmctr.bench.harness import din_hparams, run_bench
@@ -225,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         max_wait=args.max_wait,
         command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         overwrite=args.overwrite,
+        resume=args.resume,
     )
     print((args.out / "bench.md").read_text())
     return 0 if records else 1
