@@ -92,11 +92,21 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
         from mmctr.training.distributed import World, argv_without_launch, launch, local_batch_size
 
+        world = World(size=max(args.nproc, 1) * max(args.nnodes, 1))
         if args.resume is None:  # a batch the processes cannot share is refused before they start
             from mmctr.config import resolve_run_config
 
             cfg = resolve_run_config(args.model or "din", args.config, overrides_from_args(args))
-            local_batch_size(cfg.train.batch_size, World(size=max(args.nproc, 1) * max(args.nnodes, 1)))
+            local_batch_size(cfg.train.batch_size, world)
+        else:  # so is a checkpoint that is missing or was written by another number of processes
+            from mmctr.training import checkpoint
+
+            had = checkpoint.read_settings(args.resume)["world_size"]
+            if had != world.size:
+                raise checkpoint.CheckpointError(
+                    f"{args.resume}: its checkpoint was written by {had} process(es); resume it with the "
+                    f"same number (--nproc {had})"
+                )
 
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]
         return launch(args.nproc, argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
@@ -156,6 +166,11 @@ def _resume(args: argparse.Namespace) -> int:
             "must read the same data. Start a new run instead"
         )
     world = init_world()
+    if settings["world_size"] != world.size:
+        raise checkpoint.CheckpointError(
+            f"{out}: its checkpoint was written by {settings['world_size']} process(es); resume it with "
+            f"the same number (--nproc {settings['world_size']})"
+        )
     ckpt = checkpoint.load(checkpoint.partial_dir(out))
     return _train(args, out, cfg, settings, world, resume=ckpt)
 
