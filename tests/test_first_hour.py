@@ -264,12 +264,15 @@ def test_data_pointed_at_the_inner_folder_gets_a_hint(tiny_data: Path, capsys: p
 def test_help_describes_every_command_and_option(capsys: pytest.CaptureFixture) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert list(sub.choices)[:9] == [
+    assert list(sub.choices)[:12] == [
         "demo",
         "synth",
         "data",
         "embed",
         "train",
+        "distill",
+        "prune",
+        "quantize",
         "predict",
         "score",
         "models",

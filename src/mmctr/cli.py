@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -16,6 +17,9 @@ COMMANDS = (
     "data",
     "embed",
     "train",
+    "distill",
+    "prune",
+    "quantize",
     "predict",
     "score",
     "models",
@@ -50,6 +54,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# How a full disk or a file-size limit shows itself: an OSError with one of these numbers, or, from
+# libraries that wrap it (pyarrow, safetensors, torch), an error whose text carries the system's words.
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_FULL_WORDS = (
+    "No space left on device",
+    "File too large",
+    "Disk quota exceeded",
+    "FileTooLarge",
+    "StorageFull",
+)
+
+
+def _disk_full(err: BaseException) -> str | None:
+    """A short description when `err` (or an error it was raised from) is a full disk, else None."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            where = f"{e.filename}: " if e.filename else ""
+            return f"{where}{os.strerror(e.errno)}"
+        text = str(e)
+        for words in _FULL_WORDS:
+            if words in text:
+                return words
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from mmctr.errors import MMCTRError
 
@@ -64,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         # stdout at devnull so that the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:
+        full = _disk_full(err)
+        if full is None:
+            raise
+        print(
+            f"mmctr {args.command}: error: no space left to write ({full}); the output was not written "
+            "(no half-written file is left): free some space or choose another --out, then run again",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

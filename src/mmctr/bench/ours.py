@@ -19,6 +19,8 @@ from mmctr.data.reader import Dataset
 
 # keys of `mmctr/model[key=value,...]` that configure the serving copy, not the model
 SERVING_KEYS = ("max_history",)
+# `from=RUN`: measure a trained run directory (distilled, pruned, ...) instead of training the model
+RUN_KEYS = ("from",)
 
 
 def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
@@ -37,8 +39,27 @@ def bench_config(spec: SystemSpec, settings: BenchSettings) -> RunConfig:
     }
     if spec.variant:
         train["bf16"] = spec.variant == "bf16"
-    model_params = {k: v for k, v in spec.params.items() if k not in SERVING_KEYS}
+    model_params = {k: v for k, v in spec.params.items() if k not in SERVING_KEYS + RUN_KEYS}
+    if "from" in spec.params:  # the run's own model_params, then any given beside `from`
+        model_params = {**_run_config(spec).model_params, **model_params}
     return resolve_run_config(spec.model, None, {"train": train, "model_params": model_params})
+
+
+def _run_config(spec: SystemSpec) -> RunConfig:
+    import yaml
+
+    from mmctr.config import from_dict
+    from mmctr.errors import ConfigError
+
+    run = Path(spec.params["from"])
+    if not (run / "config.yaml").exists():
+        raise ConfigError(f"system {spec.system}: from={run} is not a run directory (config.yaml missing)")
+    cfg = from_dict(RunConfig, yaml.safe_load((run / "config.yaml").read_text()), str(run / "config.yaml"))
+    if cfg.model != spec.model:
+        raise ConfigError(
+            f"system {spec.system}: {run} is a {cfg.model} run; name it mmctr/{cfg.model}[from=...]"
+        )
+    return cfg
 
 
 class MMCTRSystem:
@@ -46,15 +67,23 @@ class MMCTRSystem:
         self.cfg = bench_config(spec, settings)
         self.data = data
         self.bf16 = self.cfg.train.bf16
+        self.run = spec.params.get("from")  # a trained run to measure; None: the bench trains the model
+        self.quant = None
+        if spec.techniques:
+            from mmctr.compress.quant import QuantSpec
+
+            self.quant = QuantSpec.from_techniques(spec.techniques)
         self.precision = "bf16" if self.bf16 else "fp32"
         mp = self.cfg.model_params
         # `max_history=K`: the system serves each request from its K most recent history items
         # (`for_serving(max_history=K)`), and its valid AUC is measured on histories cut the same way
         self.max_history = spec.params.get("max_history")
         cap = f"; served and scored on the {self.max_history} most recent" if self.max_history else ""
+        made = f"; trained run {self.run} (loaded, not trained by the bench)" if self.run else ""
+        quant = f"; weights stored as {'+'.join(spec.techniques)}" if spec.techniques else ""
         self.inputs = (
             f"target item (id + tags + projected item_emb_d128) + likes/views levels; history of "
-            f"≤{data.max_len} items packed to real positions{cap}; model_params {mp}"
+            f"≤{data.max_len} items packed to real positions{cap}; model_params {mp}{made}{quant}"
         )
         self.model: torch.nn.Module | None = None
         self.served: torch.nn.Module | None = None  # the model's serving copy (bf16 weights for @bf16)
@@ -64,7 +93,10 @@ class MMCTRSystem:
         from mmctr.training.run_dir import build_model
 
         seed_everything(seed)
-        self.model = prepare_model(build_model(self.cfg, self.data.items), self.data["train"])
+        if self.run:
+            self.model = self._load()
+        else:
+            self.model = prepare_model(build_model(self.cfg, self.data.items), self.data["train"])
         self.served = None
         tc = self.cfg.train
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.net_reg)
@@ -100,8 +132,20 @@ class MMCTRSystem:
         from mmctr.training.loop import train
 
         cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, epochs=epochs))
-        self.model = train(cfg, self.data, progress=False, log=lambda *a, **k: None).model
+        if self.run:
+            self.model = self._load()
+        else:
+            self.model = train(cfg, self.data, progress=False, log=lambda *a, **k: None).model
+        if self.quant is not None:  # post-training: the weights as the quantised run stores them
+            from mmctr.compress.quant import quantize_model
+
+            quantize_model(self.model, self.quant)
         self.served = None
+
+    def _load(self) -> torch.nn.Module:
+        from mmctr.training.run_dir import load_run
+
+        return load_run(Path(self.run))[1]
 
     def predict_valid(self, batch_size: int) -> np.ndarray:
         from mmctr.training.loop import predict_split
@@ -144,5 +188,6 @@ class MMCTRSystem:
         # a run directory: config, learned weights, and the item table the model looks up
         from mmctr.training.run_dir import save_run
 
-        save_run(out, self.cfg, self.model, self.data.items, metrics={}, facts={})
+        facts = {"compress": {"quantize": self.quant.to_dict()}} if self.quant is not None else {}
+        save_run(out, self.cfg, self.model, self.data.items, metrics={}, facts=facts)
         return out / "model.safetensors"

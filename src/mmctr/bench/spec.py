@@ -15,6 +15,9 @@ from pathlib import Path
 PEERS = ("deepctr-torch", "fuxictr")
 # `mmctr/<model>@<variant>`: variants change precision only.
 VARIANTS = ("bf16", "fp32")
+# `mmctr/<model>+<technique>`: post-training weight quantisation of the trained model (`mmctr
+# quantize` schemes, mmctr.compress.quant.TECHNIQUES), stored small in the saved run; several add up.
+TECHNIQUES = ("int8emb", "int4emb", "int8lin", "int8")
 
 
 @dataclass
@@ -70,11 +73,14 @@ class SystemSpec:
     variant: str = ""
     python: str = ""  # the interpreter its subprocess runs in
     params: dict = field(default_factory=dict)  # model_params overrides, from `din[key=value,...]`
+    techniques: list = field(default_factory=list)  # from `din+int8emb`: see TECHNIQUES
 
     @classmethod
     def parse(cls, name: str, python: str = "") -> SystemSpec:
-        """FAMILY/MODEL[@VARIANT]; our models also take MODEL[key=value,...] (values in JSON), e.g.
-        `mmctr/din[attention_hidden=[128,64]]@bf16`."""
+        """FAMILY/MODEL[@VARIANT]; our models also take MODEL[key=value,...] (values in JSON) and
+        +TECHNIQUE suffixes, e.g. `mmctr/din[attention_hidden=[128,64]]@bf16`,
+        `mmctr/din[from=RUNS/student]+int8emb@fp32` (`from=RUN`: a trained run directory, e.g. a
+        distilled or pruned one, measured instead of a model trained by the bench)."""
         family, sep, rest = name.partition("/")
         if not sep or not rest:
             raise ValueError(f"system {name!r}: expected FAMILY/MODEL[@VARIANT], e.g. mmctr/din@bf16")
@@ -82,20 +88,41 @@ class SystemSpec:
         if "[" in rest:
             model, _, tail = rest.partition("[")
             inner, close, variant_part = tail.rpartition("]")
-            if not close or (variant_part and not variant_part.startswith("@")):
-                raise ValueError(f"system {name!r}: expected MODEL[key=value,...][@VARIANT]")
+            if not close or (variant_part and variant_part[0] not in "@+"):
+                raise ValueError(f"system {name!r}: expected MODEL[key=value,...][+TECHNIQUE][@VARIANT]")
             params = _parse_params(name, inner)
             rest = model + variant_part
-        model, _, variant = rest.partition("@")
+        rest, _, variant = rest.partition("@")
+        model, *techniques = rest.split("+")
+        unknown = [t for t in techniques if t not in TECHNIQUES]
+        if unknown:
+            raise ValueError(
+                f"system {name!r}: unknown technique {unknown[0]!r}; known: {', '.join(TECHNIQUES)}"
+            )
         if family != "mmctr" and family not in PEERS:
             raise ValueError(f"system {name!r}: unknown family {family!r}; known: mmctr, {', '.join(PEERS)}")
         if variant and variant not in VARIANTS:
             raise ValueError(f"system {name!r}: unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         if family != "mmctr" and (model != "din" or variant):
             raise ValueError(f"system {name!r}: peers are measured as {family}/din only")
-        if family != "mmctr" and params:
-            raise ValueError(f"system {name!r}: peers take no model parameters")
-        return cls(system=name, family=family, model=model, variant=variant, python=python, params=params)
+        if family != "mmctr" and (params or techniques):
+            raise ValueError(f"system {name!r}: peers take no model parameters or techniques")
+        if "from" in params:  # absolute: the system's subprocess may run elsewhere
+            run = Path(str(params["from"])).expanduser().resolve()
+            if not (run / "run.json").exists():
+                raise ValueError(
+                    f"system {name!r}: from={params['from']} is not a run directory (no run.json)"
+                )
+            params["from"] = str(run)
+        return cls(
+            system=name,
+            family=family,
+            model=model,
+            variant=variant,
+            python=python,
+            params=params,
+            techniques=techniques,
+        )
 
 
 def _parse_params(name: str, inner: str) -> dict:

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from torch import nn
 
 from mmctr import __version__
+from mmctr.compress.quant import load_safetensors
 from mmctr.config import RunConfig, from_dict, model_config, to_dict
 from mmctr.data.reader import ItemTable
 from mmctr.errors import MMCTRError
@@ -38,6 +42,21 @@ def _items_tensors(items: ItemTable) -> dict[str, torch.Tensor]:
         "likes": torch.tensor(items.likes),
         "views": torch.tensor(items.views),
     }
+
+
+def _compacted(model: nn.Module, state: dict, items_t: dict, facts: dict[str, Any]) -> tuple:
+    """The state and item tensors as a quantised run stores them (`mmctr.compress.quant`), with the
+    safetensors metadata that `load_run` expands them by; unchanged for other runs."""
+    spec = facts.get("compress", {}).get("quantize")
+    if not spec:
+        return state, {}, items_t, {}
+    from mmctr.compress.quant import QuantSpec, compact_state, narrow_ints, quantized_names
+
+    spec = QuantSpec(**spec)
+    state, meta = compact_state(state, quantized_names(model, spec))
+    items_t, items_meta = compact_state(items_t, {"emb": spec.item_emb} if spec.item_emb else {})
+    items_t, items_meta = narrow_ints(items_t, ["tags", "likes", "views"], items_meta)
+    return state, meta, items_t, items_meta
 
 
 def save_run(
@@ -59,8 +78,10 @@ def save_run(
     try:
         (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        save_file(_items_tensors(items), str(tmp / "items.safetensors"), metadata={"source": items.source})
+        # a quantised run (`mmctr quantize`, facts["compress"]["quantize"]) stores its tables small
+        state, meta, items_t, items_meta = _compacted(model, state, _items_tensors(items), facts)
+        save_file(state, str(tmp / "model.safetensors"), metadata=meta or None)
+        save_file(items_t, str(tmp / "items.safetensors"), metadata={"source": items.source, **items_meta})
         (tmp / "run.json").write_text(json.dumps({"mmctr_version": __version__, **facts}, indent=2))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         move_into_place(tmp, out, RUN_DIR, overwrite)
@@ -79,24 +100,75 @@ def _renamed_legacy_keys(state: dict[str, Any]) -> dict[str, Any]:
     return {("context." + k if k.startswith(_LEGACY_CONTEXT) else k): v for k, v in state.items()}
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A damaged file of a run (truncated, edited, from another version) becomes an error naming it."""
+    try:
+        yield
+    except MMCTRError as err:
+        if str(path.parent if path.suffix else path) in str(err):
+            raise
+        raise MMCTRError(f"{path}: {err}") from None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, yaml.YAMLError, SafetensorError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MMCTRError(
+            f"{path}: cannot be loaded ({type(err).__name__}: {first[:300]}); the run directory is damaged "
+            "or from an incompatible version: train it again with `mmctr train`"
+        ) from None
+
+
+def _check_items(items: ItemTable) -> None:
+    n = items.tags.shape[0] if items.tags.ndim == 2 else -1
+    if items.tags.ndim != 2 or items.emb.ndim != 2 or items.emb.shape[0] != n:
+        raise ValueError(
+            f"tags {tuple(items.tags.shape)} and emb {tuple(items.emb.shape)} do not form an item table"
+        )
+    if items.likes.shape != (n,) or items.views.shape != (n,):
+        raise ValueError(f"likes/views hold {items.likes.shape}/{items.views.shape} values for {n} items")
+    if (
+        items.tags.dtype.kind not in "iu"
+        or items.likes.dtype.kind not in "iu"
+        or items.views.dtype.kind not in "iu"
+    ):
+        raise ValueError("tags, likes and views must be integer tensors")
+    if n < 1 or (items.tags < 0).any() or not torch.isfinite(torch.as_tensor(items.emb)).all():
+        raise ValueError("negative tag ids or non-finite embeddings")
+
+
+def _check_finite(state: dict[str, torch.Tensor]) -> None:
+    for name, t in state.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"weight {name!r} holds NaN or infinite values")
+
+
 def load_run(run: Path) -> tuple[RunConfig, nn.Module, dict[str, Any]]:
     """The run's config, its model with weights loaded (eval mode), and its facts."""
     run = Path(run)
     for name in ("config.yaml", "model.safetensors", "items.safetensors", "run.json"):
         if not (run / name).exists():
             raise MMCTRError(f"{run}: not a run directory ({name} missing); create one with `mmctr train`")
-    raw = yaml.safe_load((run / "config.yaml").read_text())
-    cfg = from_dict(RunConfig, raw, f"{run / 'config.yaml'}")
-    t = load_file(str(run / "items.safetensors"))
-    items = ItemTable(
-        t["tags"].numpy(),
-        t["emb"].numpy(),
-        t["likes"].numpy(),
-        t["views"].numpy(),
-        source=str(run / "items.safetensors"),
-    )
-    model = build_model(cfg, items)
-    model.load_state_dict(_renamed_legacy_keys(load_file(str(run / "model.safetensors"))))
+    with _reading(run / "config.yaml"):
+        raw = yaml.safe_load((run / "config.yaml").read_text())
+        cfg = from_dict(RunConfig, raw, f"{run / 'config.yaml'}")
+    with _reading(run / "items.safetensors"):
+        t = load_safetensors(run / "items.safetensors")  # expands a quantised run's tables
+        items = ItemTable(
+            t["tags"].numpy(),
+            t["emb"].numpy(),
+            t["likes"].numpy(),
+            t["views"].numpy(),
+            source=str(run / "items.safetensors"),
+        )
+        _check_items(items)
+    with _reading(run):
+        model = build_model(cfg, items)
+    with _reading(run / "model.safetensors"):
+        state = _renamed_legacy_keys(load_safetensors(run / "model.safetensors"))
+        _check_finite(state)
+        model.load_state_dict(state)
     model.eval()
-    facts = json.loads((run / "run.json").read_text())
+    with _reading(run / "run.json"):
+        facts = json.loads((run / "run.json").read_text())
+        if not isinstance(facts, dict):
+            raise ValueError(f"expected a JSON object, found {type(facts).__name__}")
     return cfg, model, facts
