@@ -4,6 +4,7 @@ names it."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,8 +44,60 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# Ranges of the training options: (lowest, highest, lowest excluded). A value outside fails at
+# load time with the key's name, not minutes later inside the training loop.
+_TRAIN_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 10.0, True),
+    "batch_size": (1, 2**31 - 1, False),
+    "eval_batch_size": (1, 2**31 - 1, False),
+    "epochs": (0, 1_000_000, False),
+    "patience": (0, 1_000_000, False),
+    "lr_decay": (0.0, 1.0, True),
+    "lr_patience": (0, 1_000_000, False),
+    "min_lr": (0.0, 10.0, False),
+    "embedding_reg": (0.0, 1e6, False),
+    "net_reg": (0.0, 1e6, False),
+    "pairwise_weight": (0.0, 1e6, False),
+    "max_len": (1, 100, False),  # the files' item_seq holds 100 items
+    "seed": (0, 2**63 - 1, False),
+    "threads": (0, 4096, False),
+    "max_steps": (0, 2**62, False),
+}
+# Model parameters: every size (an int, or a list of ints such as hidden widths) is at least 1 and at
+# most this, except the ones below; every float is finite, a dropout lies in [0, 1).
+_MAX_SIZE = 1 << 20
+_SIZE_RANGES: dict[str, tuple[int, int]] = {"cross_layers": (0, 64), "user_buckets": (1, 1 << 24)}
+
+
+def _check_range(cls: type, key: str, value: Any, where: str) -> None:
+    def refuse(what: str) -> None:
+        raise ConfigError(f"{where}: {value!r} is out of range; expected {what}")
+
+    if isinstance(value, float) and not math.isfinite(value):
+        refuse("a finite number")
+    if cls.__name__ == "TrainConfig":
+        if key in _TRAIN_RANGES and not isinstance(value, bool):
+            lo, hi, open_lo = _TRAIN_RANGES[key]
+            if value < lo or value > hi or (open_lo and value == lo):
+                refuse(f"{'more than' if open_lo else 'at least'} {lo} and at most {hi}")
+        return
+    if isinstance(value, bool):
+        return
+    if "dropout" in key and isinstance(value, (int, float)) and not 0 <= value < 1:
+        refuse("a dropout probability in [0, 1)")
+    ints = [value] if isinstance(value, int) else value if isinstance(value, list) else []
+    if ints and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+        lo, hi = _SIZE_RANGES.get(key, (1, _MAX_SIZE))
+        if any(not lo <= v <= hi for v in ints):
+            refuse(f"{'sizes' if isinstance(value, list) else 'a size'} from {lo} to {hi}")
+    if isinstance(value, list):
+        for v in value:
+            if isinstance(v, float) and not math.isfinite(v):
+                refuse("finite numbers")
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from `data`, checking keys and basic types; nested dataclasses too."""
+    """Build dataclass `cls` from `data`, checking keys, basic types and ranges; nested dataclasses too."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -54,6 +107,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(names))}")
         kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+        _check_range(cls, key, kwargs[key], f"{where}.{key}")
     return cls(**kwargs)
 
 
@@ -87,11 +141,19 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected YAML"
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration") from None
     return data or {}
 
 
@@ -128,6 +190,11 @@ def resolve_run_config(
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: {key} must be a mapping")
+            # checked source by source, so that an error names the file it is in
+            if key == "train":
+                from_dict(TrainConfig, value, f"{path}: train")
+            else:
+                from_dict(model_cls.config_class, value, f"{path}: model_params ({model})")
             merged[key].update(value)
     cfg = RunConfig(
         model=model,

@@ -114,9 +114,11 @@ def _list_array(matrix: np.ndarray, value_type: pa.DataType) -> pa.Array:
 
 def _is_item_info(path: Path) -> bool:
     """An earlier output of `mmctr embed`: a parquet with the item_info columns."""
+    from mmctr.data.reader import PARQUET_ERRORS
+
     try:
         names = pq.ParquetFile(path).schema_arrow.names
-    except (pa.ArrowInvalid, OSError):
+    except PARQUET_ERRORS:
         return False
     return all(c in names for c in ("item_id", "item_tags", "item_emb_d128"))
 
@@ -236,8 +238,11 @@ def _embed_and_report(cfg: EmbedConfig, log: Callable[[str], None], processes: i
     report["load_average_at_start"] = round(load_average, 2)
     jp = json_path(Path(cfg.out))
     tmp = jp.with_name(f".{jp.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, jp)
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=str))
+        os.replace(tmp, jp)
+    finally:
+        tmp.unlink(missing_ok=True)
     return report
 
 

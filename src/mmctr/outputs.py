@@ -12,8 +12,10 @@ either nothing or the complete previous output.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +93,27 @@ def temp_beside(path: Path) -> Path:
     return tmp
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system
+    or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def move_into_place(tmp: Path, out: Path, kind: OutputKind, overwrite: bool) -> None:
     """Rename the finished `tmp` to `out`. An earlier output (checked again: it may have appeared
-    while we worked) is moved aside first and deleted only once the new one is in place."""
+    while we worked) is replaced in one atomic step where the system allows it (a file: rename over
+    it; a directory: swap the two, then delete the old one), so that at every moment `out` is
+    either the complete earlier output or the complete new one. Elsewhere the earlier directory is
+    moved aside first and deleted only once the new one is in place."""
     out = Path(out)
     check_out(out, kind, overwrite)
     if not out.exists():
@@ -102,6 +122,12 @@ def move_into_place(tmp: Path, out: Path, kind: OutputKind, overwrite: bool) -> 
     if kind.is_dir and not any(out.iterdir()):
         out.rmdir()  # empty: nothing of the user's is lost
         os.replace(tmp, out)
+        return
+    if not kind.is_dir:
+        os.replace(tmp, out)  # atomic for a file
+        return
+    if _exchange(tmp, out):
+        shutil.rmtree(tmp)  # now the earlier output
         return
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     os.replace(out, old)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def _parse_csv(text: str, where: str, value_name: str | None = None) -> tuple[st
         try:
             ids[i] = int(parts[0])
             vals[i] = float(parts[1])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise SubmissionError(f"{where}: line {i + 2} ({ln!r}) is not 'integer,number'") from None
     return header[1], ids, vals
 
@@ -110,6 +111,43 @@ def _read_text(path: Path, role: str, expected: str) -> str:
         raise SubmissionError(f"{path}: is not a text file; {role} should be {expected}") from None
 
 
+# The challenge's test split has ~380k rows (~10 MB of csv); anything far larger is not a submission,
+# and a small zip that inflates to gigabytes (a zip bomb) is refused before it is read.
+MAX_PREDICTION_BYTES = 1 << 30
+
+
+def _read_zip_member(path: Path) -> str:
+    """prediction.csv from a submission zip, read by name only: nothing is extracted to disk."""
+    where = f"{path}:{PREDICTION_FILE}"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if PREDICTION_FILE not in zf.namelist():
+                raise SubmissionError(
+                    f"{path}: the zip has no {PREDICTION_FILE} at its root (it holds {zf.namelist()[:10]})"
+                )
+            if zf.getinfo(PREDICTION_FILE).file_size > MAX_PREDICTION_BYTES:
+                raise SubmissionError(
+                    f"{where}: inflates to {zf.getinfo(PREDICTION_FILE).file_size:,} bytes, more than "
+                    f"{MAX_PREDICTION_BYTES:,}; not a submission"
+                )
+            with zf.open(PREDICTION_FILE) as f:
+                data = f.read(MAX_PREDICTION_BYTES + 1)
+    except SubmissionError:
+        raise
+    except NotImplementedError as err:  # before RuntimeError, its base class
+        raise SubmissionError(f"{where}: cannot be read ({err}); use deflate or no compression") from None
+    except RuntimeError as err:  # zipfile's "encrypted, password required"
+        raise SubmissionError(f"{where}: cannot be read ({err}); submit an unencrypted zip") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise SubmissionError(f"{path}: damaged zip ({err}); write the submission again") from None
+    if len(data) > MAX_PREDICTION_BYTES:
+        raise SubmissionError(f"{where}: more than {MAX_PREDICTION_BYTES:,} bytes; not a submission")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{where}: is not UTF-8 text; expected a csv with header ID,<track>") from None
+
+
 _PRED_EXPECTED = "a submission zip (prediction.csv inside) or a csv with header ID,<track>"
 _TRUTH_EXPECTED = "a ground-truth csv with header ID,label (DATA/truth/test_labels.csv)"
 
@@ -118,16 +156,7 @@ def read_submission(path: Path) -> tuple[str, np.ndarray, np.ndarray]:
     """(track, ids, predictions) from a submission zip, or from a bare prediction.csv."""
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            if PREDICTION_FILE not in zf.namelist():
-                raise SubmissionError(
-                    f"{path}: the zip has no {PREDICTION_FILE} at its root (it holds {zf.namelist()})"
-                )
-            try:
-                text = zf.read(PREDICTION_FILE).decode()
-            except (UnicodeDecodeError, zipfile.BadZipFile, OSError) as err:
-                raise SubmissionError(f"{path}:{PREDICTION_FILE}: cannot be read ({err})") from None
-        where = f"{path}:{PREDICTION_FILE}"
+        text, where = _read_zip_member(path), f"{path}:{PREDICTION_FILE}"
     else:
         text, where = _read_text(path, "--pred", _PRED_EXPECTED), str(path)
     track, ids, vals = _parse_csv(text, where)
@@ -160,6 +189,10 @@ def read_labels(path: Path) -> np.ndarray:
     _, ids, labels = _parse_csv(text, str(path), "label")
     if not np.array_equal(np.sort(ids), np.arange(len(ids))):
         raise SubmissionError(f"{path}: IDs must be 0..{len(ids) - 1} once each")
+    bad = (labels != 0) & (labels != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SubmissionError(f"{path}: ID {int(ids[i])} has label {labels[i]}; labels are 0 or 1")
     y = np.empty(len(ids))
     y[ids] = labels
     return y

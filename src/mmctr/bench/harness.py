@@ -5,6 +5,7 @@ subprocess (repeats: timing only), aggregate medians, write bench.json, bench.md
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -198,6 +199,10 @@ def wait_for_quiet(max_load: float, max_wait: float, log: Callable[[str], None])
     return load
 
 
+# how a child's full disk or file-size limit reads in its log
+_DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
 def run_child(
     spec: SystemSpec,
     settings: BenchSettings,
@@ -223,7 +228,10 @@ def run_child(
     ]
     rc = _run_logged(cmd, log_path, log, timeout)
     if rc != 0 or not out_path.exists():
-        return f"exit status {rc}; see {log_path}:\n{_tail(log_path)}"
+        tail = _tail(log_path)
+        if any(words in tail for words in _DISK_FULL):  # no use measuring the next system
+            raise OSError(errno.ENOSPC, f"{spec.system}: its process could not write its results")
+        return f"exit status {rc}; see {log_path}:\n{tail}"
     return json.loads(out_path.read_text())
 
 

@@ -28,6 +28,10 @@ from mmctr.data.schema import (
 )
 from mmctr.errors import DataError, warn
 
+# What pyarrow raises on a damaged file: besides ArrowInvalid / OSError, a flipped byte in the footer
+# can surface as a UnicodeDecodeError (a ValueError) or another ArrowException.
+PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
+
 # Rows are read this many at a time so that the 100-long int64 lists of a 3.6M-row split never sit
 # in memory whole; only the kept max_len columns are, as int32.
 _READ_BATCH_ROWS = 262_144
@@ -107,7 +111,7 @@ def open_parquet(path: Path) -> pq.ParquetFile:
         raise DataError(path, None, "file not found")
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
+    except PARQUET_ERRORS as err:
         raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
 
 
@@ -188,7 +192,7 @@ def read_item_info(path: Path, item_feature: Path | None = None) -> ItemTable:
     _check_type(path, "item_emb_d128", schema.field("item_emb_d128").type, "list<float>")
     try:
         table = pf.read(columns=list(ITEM_INFO_COLUMNS))
-    except (pa.ArrowInvalid, OSError) as err:
+    except PARQUET_ERRORS as err:
         raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
     ids = _scalar(path, "item_id", table.column("item_id"), np.int64)
     n = len(ids)
@@ -227,7 +231,12 @@ def read_item_levels(path: Path, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """likes_level / views_level per item from item_feature.parquet (item_id 1..n-1, no row 0)."""
     pf = open_parquet(path)
     _check_columns(path, pf, ("item_id", "likes_level", "views_level"))
-    table = pf.read(columns=["item_id", "likes_level", "views_level"])
+    for col in ("item_id", "likes_level", "views_level"):
+        _check_type(path, col, pf.schema_arrow.field(col).type, "int")
+    try:
+        table = pf.read(columns=["item_id", "likes_level", "views_level"])
+    except PARQUET_ERRORS as err:
+        raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
     ids = _scalar(path, "item_id", table.column("item_id"), np.int64)
     if ids.size and (ids.min() < 1 or ids.max() >= n_items):
         raise DataError(
@@ -290,6 +299,12 @@ def split_rows(
     if not np.isfinite(label).all():
         r = int(np.flatnonzero(~np.isfinite(label))[0])
         raise DataError(path, "label", f"row {row0 + r} holds NaN or infinite values")
+    outside = (label < 0) | (label > 1)
+    if outside.any():
+        r = int(np.flatnonzero(outside)[0])
+        raise DataError(
+            path, "label", f"row {row0 + r} holds {float(label[r])}; expected a click label 0 or 1"
+        )
     hist = np.ascontiguousarray(seq[:, SEQ_LEN - max_len :], dtype=np.int32)
     return SplitArrays(name, user, item, likes, views, label, hist)
 
@@ -313,7 +328,7 @@ def read_split(path: Path, n_items: int, max_len: int = SEQ_LEN, name: str = "")
             user[sl], item[sl], likes[sl], views[sl] = part.user_id, part.item_id, part.likes, part.views
             label[sl], hist[sl] = part.label, part.hist
             row += len(part)
-    except (pa.ArrowInvalid, OSError) as err:
+    except PARQUET_ERRORS as err:
         raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
     if row != n:
         raise DataError(path, None, f"holds {row} readable rows but its footer says {n}")

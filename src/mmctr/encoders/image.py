@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ def list_images(images_dir: Path) -> ImageListing:
         raise DataError(images_dir, None, "image directory not found; expected item_images/<item_id>.jpg")
     paths: dict[int, Path] = {}
     unrecognised: list[str] = []
+    top = images_dir.resolve()
     with os.scandir(images_dir) as it:
         for entry in it:
             name = entry.name
@@ -60,6 +62,13 @@ def list_images(images_dir: Path) -> ImageListing:
             if not entry.is_file() or suffix.lower() not in IMAGE_SUFFIXES or m is None:
                 unrecognised.append(name)
                 continue
+            if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(top):
+                raise DataError(
+                    images_dir / name,
+                    None,
+                    f"a symlink to {Path(entry.path).resolve()}, outside {images_dir}; refused (covers must "
+                    "lie in the image folder)",
+                )
             item_id = int(m.group(1))
             if item_id in paths:
                 raise DataError(
@@ -69,6 +78,37 @@ def list_images(images_dir: Path) -> ImageListing:
                 )
             paths[item_id] = Path(entry.path)
     return ImageListing(paths=paths, unrecognised=sorted(unrecognised))
+
+
+# ----------------------------------------------------------------------------------------------
+# decoding untrusted bytes
+
+
+def max_image_pixels() -> int:
+    """Images with more pixels are refused before they are decoded (decompression bombs): PIL's own
+    limit (`PIL.Image.MAX_IMAGE_PIXELS`, about 89 M pixels), which PIL itself only warns about."""
+    return int(Image.MAX_IMAGE_PIXELS or 0)
+
+
+def open_image(data: bytes, where: object = "image") -> Image.Image:
+    """The image in `data`, its header read and its size checked; nothing decoded yet."""
+    if not data:
+        raise DataError(where, None, "empty (0 bytes); expected a JPEG/PNG/WebP image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below instead
+            img = Image.open(io.BytesIO(data))
+        w, h = img.size
+    except Image.DecompressionBombError as err:
+        raise DataError(where, None, f"refused: {err}") from None
+    except Exception as err:  # a decoder fed arbitrary bytes: any of its errors means "not an image"
+        raise DataError(where, None, f"not a readable image ({type(err).__name__}: {err})") from None
+    limit = max_image_pixels()
+    if limit and w * h > limit:
+        raise DataError(where, None, f"{w}x{h} pixels is more than {limit:,}; refused (decompression bomb?)")
+    if w < 1 or h < 1:
+        raise DataError(where, None, f"has size {w}x{h}; expected at least 1x1 pixels")
+    return img
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,11 +127,14 @@ class ImageTransform:
     std: tuple[float, float, float]
     resample: int = int(Image.Resampling.BICUBIC)
 
-    def __call__(self, data: bytes) -> np.ndarray:
-        img = Image.open(io.BytesIO(data))
-        # JPEG draft decoding skips detail the resize would throw away anyway (large real covers).
-        img.draft("RGB", (self.resize, self.resize))
-        img = img.convert("RGB")
+    def __call__(self, data: bytes, where: object = "image") -> np.ndarray:
+        img = open_image(data, where)
+        try:
+            # JPEG draft decoding skips detail the resize would throw away anyway (large real covers).
+            img.draft("RGB", (self.resize, self.resize))
+            img = img.convert("RGB")
+        except Exception as err:  # truncated or corrupt pixel data: any decoder error
+            raise DataError(where, None, f"cannot be decoded ({type(err).__name__}: {err})") from None
         w, h = img.size
         scale = self.resize / min(w, h)
         nw, nh = max(self.resize, round(w * scale)), max(self.resize, round(h * scale))

@@ -7,14 +7,15 @@ import bisect
 import io
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from mmctr.data.reader import open_parquet  # noqa: F401  (the one parquet opener; readers import it from here)
+from mmctr.data.reader import PARQUET_ERRORS, open_parquet  # noqa: F401  (the one parquet opener; readers import it from here)
 from mmctr.errors import DataError
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -23,7 +24,7 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"
 def read_table(path: Path, pf: pq.ParquetFile, columns: list[str]) -> pa.Table:
     try:
         return pf.read(columns=columns)
-    except (pa.ArrowInvalid, OSError) as err:
+    except PARQUET_ERRORS as err:
         raise DataError(path, None, f"cannot be read as parquet (truncated or corrupt?): {err}") from err
 
 
@@ -48,12 +49,22 @@ def is_list(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
+def pylist(path: Path, col: str, arr: pa.ChunkedArray | pa.Array) -> list:
+    """The column's values; text that is not UTF-8 (a damaged page of the file) is a DataError."""
+    try:
+        return arr.to_pylist()
+    except UnicodeDecodeError as err:
+        raise DataError(
+            path, col, f"holds text that is not UTF-8 ({err.reason}); the file is damaged"
+        ) from None
+
+
 def ids(path: Path, table: pa.Table, col: str) -> list[str]:
     """An id column of strings or integers, as strings; nulls are errors."""
     arr = table.column(col)
     if not (is_text(arr.type) or pa.types.is_integer(arr.type)):
         raise DataError(path, col, f"has type {arr.type}; expected string (or integer) ids")
-    values = arr.to_pylist()
+    values = pylist(path, col, arr)
     for r, v in enumerate(values):
         if v is None:
             raise DataError(path, col, f"row {r} is null; every row needs an id")
@@ -69,7 +80,7 @@ def texts(path: Path, table: pa.Table, col: str, *, required: bool = False) -> l
         return [""] * len(arr)
     if not is_text(arr.type):
         raise DataError(path, col, f"has type {arr.type}; expected string")
-    values = arr.to_pylist()
+    values = pylist(path, col, arr)
     if required:
         for r, v in enumerate(values):
             if v is None:
@@ -85,7 +96,7 @@ def id_lists(path: Path, table: pa.Table, col: str) -> list[list[str]]:
     ok_values = lambda t: is_text(t) or pa.types.is_integer(t) or pa.types.is_null(t)  # noqa: E731
     if not is_list(arr.type) or not ok_values(arr.type.value_type):
         raise DataError(path, col, f"has type {arr.type}; expected a list of ids")
-    return [[str(x) for x in (v or []) if x is not None] for v in arr.to_pylist()]
+    return [[str(x) for x in (v or []) if x is not None] for v in pylist(path, col, arr)]
 
 
 def first_duplicate(values: list) -> tuple[int, int] | None:
@@ -119,10 +130,17 @@ def image_problem(data: bytes | None) -> str | None:
     if not (data.startswith(_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")):
         return "bytes are not a JPEG/PNG/GIF/BMP/TIFF/WebP image"
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.size  # noqa: B018 - parses the header
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        return f"image header cannot be read ({err})"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below instead
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as err:
+        return f"refused: {err}"
+    except Exception as err:  # a decoder fed arbitrary bytes: any of its errors means "not an image"
+        return f"image header cannot be read ({type(err).__name__}: {err})"
+    limit = int(Image.MAX_IMAGE_PIXELS or 0)  # the same limit as mmctr.encoders.image.max_image_pixels
+    if limit and w * h > limit:
+        return f"{w}x{h} pixels is more than {limit:,}; refused (decompression bomb?)"
     return None
 
 
@@ -133,7 +151,21 @@ def checked_image(data: bytes | None, file: Path, column: str, where: str) -> by
     return data  # type: ignore[return-value]
 
 
+def check_inside(path: Path, base: Path, file: Path, column: str, where: str) -> Path:
+    """`path`, refused when it resolves outside `base` (a symlink pointing out of the data folder)."""
+    if not Path(path).resolve().is_relative_to(Path(base).resolve()):
+        raise DataError(
+            file,
+            column,
+            f"{where}: image {path} resolves to {Path(path).resolve()}, outside {base} (a symlink out of the "
+            "data folder?); refused",
+        )
+    return path
+
+
 def read_image_file(path: Path, file: Path, column: str, where: str) -> bytes:
+    """The checked bytes of an image file named by a row of `file`; it must lie in `file`'s folder."""
+    check_inside(path, file.parent, file, column, where)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -177,9 +209,9 @@ class LazyColumn:
                 self.pf = open_parquet(self.path)
             try:
                 col = self.pf.read_row_group(g, columns=[self.column]).column(0)
-            except (pa.ArrowInvalid, OSError) as err:
+                self._values, self._group = col.to_pylist(), g
+            except PARQUET_ERRORS as err:  # UnicodeDecodeError (a damaged text page) among them
                 raise DataError(self.path, self.column, f"row group {g} cannot be read: {err}") from err
-            self._values, self._group = col.to_pylist(), g
         v = self._values[i - self.starts[g]]
         return self.pick(v) if self.pick else v
 
@@ -188,8 +220,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-empty line."""
     if not path.exists():
         raise DataError(path, None, "file not found")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    path, None, f"line {n}: not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from None
             if not line.strip():
                 continue
             try:

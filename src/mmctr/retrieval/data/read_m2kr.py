@@ -15,6 +15,7 @@ import pyarrow as pa
 from mmctr.errors import DataError
 from mmctr.retrieval.data import formats as F
 from mmctr.retrieval.data.read_common import (
+    check_inside,
     first_duplicate,
     id_lists,
     ids,
@@ -61,6 +62,8 @@ def _resolve_images(
             file, column, f"row 0 ({what} {row_ids[0]}): image {safe[0]!r} not found under {tried}"
         )
     paths = [base / r for r in safe]
+    for i, p in enumerate(paths):
+        check_inside(p, base, file, column, f"row {i} ({what} {row_ids[i]})")
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if missing:
         i = missing[0]
