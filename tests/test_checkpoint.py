@@ -227,7 +227,7 @@ def test_train_from_stream(tiny_data: Path, grouped: Path, tmp_path: Path):
 
 BENCH_ARGS = ["--epochs", "1", "--batch-size", "256", "--warmup-steps", "1", "--timed-steps", "2",
               "--candidates", "10", "--requests", "5", "--warmup-requests", "2", "--matmul-n", "64",
-              "--peers"]  # fmt: skip
+              "--eval-batch-size", "512", "--max-train-rows", "1024", "--peers"]  # fmt: skip
 
 
 def test_killed_bench_resumes_only_the_systems_not_measured(tiny_data: Path, tmp_path: Path):

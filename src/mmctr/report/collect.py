@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mmctr.errors import MMCTRError
+from mmctr.report.misses import Miss
 
 # What `mmctr report` accepts, and the files each kind is recognised by (shown in errors and --help).
 KINDS: dict[str, str] = {
@@ -77,23 +78,6 @@ class Track1Row:
     summary: dict[str, Any] = field(default_factory=dict)  # the bench's summary columns, when known
     kind: str = "retriever"
     costs: dict[str, Any] = field(default_factory=dict)  # task -> the bench's cost dict
-
-
-@dataclass
-class Miss:
-    """A question whose gold is nowhere in the submitted top k."""
-
-    task: str
-    question_id: str
-    kind: str
-    question: str
-    query_image: bytes | None
-    gold_id: str
-    gold_image: bytes | None
-    gold_text: str
-    top_id: str
-    top_image: bytes | None
-    top_text: str
 
 
 @dataclass

@@ -4,9 +4,26 @@ the questions whose gold is nowhere in the listed ids, with the images a reader 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmctr.report.collect import Miss
+
+@dataclass
+class Miss:
+    """A question whose gold is nowhere in the submitted top k."""
+
+    task: str
+    question_id: str
+    kind: str
+    question: str
+    query_image: bytes | None
+    gold_id: str
+    gold_image: bytes | None
+    gold_text: str
+    top_id: str
+    top_image: bytes | None
+    top_text: str
+
 
 THUMB_PX = 320  # longest side of a gallery image
 
