@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mmctr.bench.measure import make_requests
-from mmctr.compress import data_facts, source_facts
+from mmctr.compress import source_facts
 from mmctr.compress.distill import DistillConfig, distill
 from mmctr.compress.prune import MODALITIES, modality_ablation, prune_units
 from mmctr.compress.quant import QuantSpec, quantize_model, run_bytes
@@ -39,7 +39,7 @@ from mmctr.data.reader import Dataset, load_dataset
 from mmctr.serving import cap_history, for_serving, request_batch, score_request, warm_up
 from mmctr.training.loop import predict_split, train, train_and_save
 from mmctr.training.metrics import auc, logloss
-from mmctr.training.run_dir import load_run, save_run
+from mmctr.training.run_dir import data_facts, load_run, save_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -48,13 +48,13 @@ def train_overrides(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from mmctr.compress import data_facts, run_data
+    from mmctr.compress import run_data
     from mmctr.compress.distill import DistillConfig, distill
     from mmctr.config import resolve_run_config
     from mmctr.data.reader import load_dataset
     from mmctr.errors import MMCTRError
     from mmctr.outputs import RUN_DIR, check_out
-    from mmctr.training.run_dir import save_run
+    from mmctr.training.run_dir import data_facts, save_run
 
     check_out(args.out, RUN_DIR, args.overwrite)
     dcfg = DistillConfig(temperature=args.temperature, weight=args.weight)

@@ -14,20 +14,6 @@ if TYPE_CHECKING:
     from mmctr.compress.quant import QuantSpec
 
 
-def data_facts(data) -> dict[str, Any]:
-    """What run.json records of the data a run was trained on (as `mmctr train` writes it)."""
-    from mmctr.data.reader import data_fingerprint
-
-    return {
-        "data_root": str(data.layout.root),
-        "item_info": data.items.source,
-        "n_items": data.items.n_items,
-        "n_tags": data.items.n_tags,
-        "max_len": data.max_len,
-        "data_fingerprint": data_fingerprint(data.layout.root),
-    }
-
-
 def source_facts(run: Path) -> dict[str, Any]:
     """How run.json names the run a compressed one was made from."""
     from mmctr.compress.distill import file_sha256

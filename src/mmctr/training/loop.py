@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mmctr.config import RunConfig, TrainConfig
 from mmctr.data.batches import Batch, iter_batches, n_batches
-from mmctr.data.reader import Dataset, SplitArrays, data_fingerprint, true_click_probability
+from mmctr.data.reader import Dataset, SplitArrays, true_click_probability
 from mmctr.data.stream import InMemorySplit, StreamedSplit
 from mmctr.errors import ConfigError, warn
 from mmctr.outputs import RUN_DIR, check_out
@@ -37,7 +37,7 @@ from mmctr.training.distributed import (
     sum_over_ranks,
 )
 from mmctr.training.metrics import auc, logloss
-from mmctr.training.run_dir import build_model, save_run
+from mmctr.training.run_dir import build_model, data_facts, save_run
 
 # Fewer optimizer steps than this per epoch and a model learns next to nothing (batch too large).
 MIN_STEPS_PER_EPOCH = 20
@@ -450,14 +450,7 @@ def train_and_save(
         cfg, data, progress=progress, log=log, checkpointing=checkpointing, train_rows=train_rows, world=world
     )
     if world.main:
-        facts = {
-            "data_root": str(data.layout.root),
-            "item_info": data.items.source,
-            "n_items": data.items.n_items,
-            "n_tags": data.items.n_tags,
-            "max_len": data.max_len,
-            "data_fingerprint": data_fingerprint(data.layout.root),
-        }
+        facts = data_facts(data)
         if world.distributed:
             facts["processes"] = world.size
         metrics = dict(result.metrics, history=result.history)

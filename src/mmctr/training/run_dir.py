@@ -59,6 +59,20 @@ def _compacted(model: nn.Module, state: dict, items_t: dict, facts: dict[str, An
     return state, meta, items_t, items_meta
 
 
+def data_facts(data) -> dict[str, Any]:
+    """What run.json records of the data a run was trained on (as `mmctr train` writes it)."""
+    from mmctr.data.reader import data_fingerprint
+
+    return {
+        "data_root": str(data.layout.root),
+        "item_info": data.items.source,
+        "n_items": data.items.n_items,
+        "n_tags": data.items.n_tags,
+        "max_len": data.max_len,
+        "data_fingerprint": data_fingerprint(data.layout.root),
+    }
+
+
 def save_run(
     out: Path,
     cfg: RunConfig,
