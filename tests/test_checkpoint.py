@@ -252,3 +252,31 @@ def test_killed_bench_resumes_only_the_systems_not_measured(tiny_data: Path, tmp
     assert set(records) == {"mmctr/lr", "mmctr/din"}
     assert records["mmctr/lr"]["infer_p99_ms"] == kept["infer_p99_ms"]  # not measured again
     assert not (tmp_path / "b.partial").exists() and not (tmp_path / "b" / "resume.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a killed `mmctr embed` keeps what its cache flushed; the rerun is complete and identical
+
+
+def test_killed_embed_reruns_from_its_cache_to_the_same_file(tiny_data: Path, tmp_path: Path):
+    def embed(out: str, cache: str) -> subprocess.Popen:
+        return mmctr("embed", "--data", str(tiny_data), "--out", out, "--fusion", "text", "--cache-dir", cache,
+                     "--no-progress", cwd=tmp_path)  # fmt: skip
+
+    rc, _, err = finish(embed("clean.parquet", "clean_cache"))
+    assert rc == 0, err
+    p = embed("out.parquet", "cache")
+    deadline = time.monotonic() + 300
+    shards = lambda: list((tmp_path / "cache").glob("*/*.keys.npy"))  # noqa: E731
+    while not shards() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    if (tmp_path / "out.parquet").exists():
+        pytest.skip("embed finished before it could be killed")
+    assert shards(), "killed before the cache flushed"
+    rc, _, err = finish(embed("out.parquet", "cache"))
+    assert rc == 0, err
+    assert "400 from cache, 0 encoded" in err  # nothing encoded twice
+    a, b = (pq.read_table(tmp_path / f) for f in ("clean.parquet", "out.parquet"))
+    assert a.equals(b)  # complete, and the same vectors as a run never interrupted
