@@ -95,6 +95,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tiny_data: Path, uninter
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resume_after_an_epoch_end_checkpoint(tiny_data: Path, uninterrupted: Path, tmp_path: Path):
     """Killed between epochs (the checkpoint of epoch 1's end is the latest): the same result."""
     (tmp_path / "c.yaml").write_text(CONFIG)
