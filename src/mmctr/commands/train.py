@@ -101,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
         else:  # so is a checkpoint that is missing or was written by another number of processes
             from mmctr.training import checkpoint
 
-            had = checkpoint.read_settings(args.resume)["world_size"]
-            if had != world.size:
-                raise checkpoint.CheckpointError(
-                    f"{args.resume}: its checkpoint was written by {had} process(es); resume it with the "
-                    f"same number (--nproc {had})"
-                )
+            checkpoint.read_settings(args.resume, world.size)
 
         argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]
         return launch(args.nproc, argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
@@ -156,7 +151,8 @@ def _resume(args: argparse.Namespace) -> int:
     from mmctr.training.distributed import init_world
 
     out = args.resume
-    settings = checkpoint.read_settings(out)
+    world = init_world()
+    settings = checkpoint.read_settings(out, world.size)
     where = str(checkpoint.partial_dir(out) / checkpoint.SETTINGS)
     cfg = from_dict(RunConfig, settings["config"], where)
     now = data_fingerprint(settings["data"])
@@ -164,12 +160,6 @@ def _resume(args: argparse.Namespace) -> int:
         raise checkpoint.CheckpointError(
             f"{settings['data']}: its item_info.parquet changed since the run started; a resumed run "
             "must read the same data. Start a new run instead"
-        )
-    world = init_world()
-    if settings["world_size"] != world.size:
-        raise checkpoint.CheckpointError(
-            f"{out}: its checkpoint was written by {settings['world_size']} process(es); resume it with "
-            f"the same number (--nproc {settings['world_size']})"
         )
     ckpt = checkpoint.load(checkpoint.partial_dir(out))
     return _train(args, out, cfg, settings, world, resume=ckpt)

@@ -108,8 +108,9 @@ def start(out: Path, settings: dict[str, Any], overwrite: bool) -> Path:
     return d
 
 
-def read_settings(out: Path) -> dict[str, Any]:
-    """resume.json of the interrupted run whose --out was `out`."""
+def read_settings(out: Path, world_size: int) -> dict[str, Any]:
+    """resume.json of the interrupted run whose --out was `out`, refused unless it was written by
+    `world_size` processes (a resumed run must shard its rows and RNG states the same way)."""
     d = partial_dir(out)
     if not (d / SETTINGS).is_file():
         hint = ""
@@ -125,6 +126,12 @@ def read_settings(out: Path) -> dict[str, Any]:
     for key in ("data", "config", "world_size"):
         if key not in settings:
             raise CheckpointError(f"{d / SETTINGS}: field {key!r} missing")
+    had = settings["world_size"]
+    if had != world_size:
+        raise CheckpointError(
+            f"{out}: its checkpoint was written by {had} process(es); resume it with the same number "
+            f"(--nproc {had})"
+        )
     return settings
 
 
