@@ -169,6 +169,28 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def encode_modality(
+    cfg: EmbedConfig, modality: str, layout: Layout, catalog: ItemCatalog, ids, cache_root: Path
+):
+    """Encode the titles or covers of `ids` (through the cache unless cfg.use_cache is off):
+    (encoder, features, the cover listing or None for titles)."""
+    spec = cfg.text_encoder if modality == "text" else cfg.image_encoder
+    encoder = build_encoder(spec, modality, cfg.encoder)
+    cache = (
+        EmbeddingCache(cache_root, modality, encoder.cache_key(), encoder.identity())
+        if cfg.use_cache
+        else None
+    )
+    if modality == "text":
+        feats = encode_titles(encoder, catalog.titles, ids, catalog.n_rows, cache, cfg.progress, cfg.missing)
+        return encoder, feats, None
+    listing = list_images(layout.images_dir)
+    feats = encode_images(
+        encoder, listing, ids, catalog.n_rows, cache, cfg.progress, cfg.missing, cfg.encoder.workers
+    )
+    return encoder, feats, listing
+
+
 def encode_shard(cfg: EmbedConfig, rank: int, size: int, log: Callable[[str], None] = _stderr) -> int:
     """Encode every `size`-th item starting at `rank` into the shared embedding cache (no output
     file): what each process of `torchrun -m mmctr embed` does before rank 0 writes the parquet
@@ -179,18 +201,7 @@ def encode_shard(cfg: EmbedConfig, rank: int, size: int, log: Callable[[str], No
     ids = catalog.item_ids[rank::size]
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     for modality in fusion.needs:
-        spec = cfg.text_encoder if modality == "text" else cfg.image_encoder
-        encoder = build_encoder(spec, modality, cfg.encoder)
-        cache = EmbeddingCache(cache_root, modality, encoder.cache_key(), encoder.identity())
-        if modality == "text":
-            feats = encode_titles(
-                encoder, catalog.titles, ids, catalog.n_rows, cache, cfg.progress, cfg.missing
-            )
-        else:
-            listing = list_images(layout.images_dir)
-            feats = encode_images(
-                encoder, listing, ids, catalog.n_rows, cache, cfg.progress, cfg.missing, cfg.encoder.workers
-            )
+        _, feats, _ = encode_modality(cfg, modality, layout, catalog, ids, cache_root)
         s = feats.stats
         log(
             f"rank {rank}: {modality}: {len(ids):,} items, {s.from_cache:,} from cache, {s.encoded:,} encoded"
@@ -267,32 +278,14 @@ def _embed(cfg: EmbedConfig, log: Callable[[str], None]) -> dict[str, Any]:
     alignment: dict[str, Any] = {}
     images_report: dict[str, Any] = {}
     for modality in fusion.needs:
-        spec = cfg.text_encoder if modality == "text" else cfg.image_encoder
-        encoder = build_encoder(spec, modality, cfg.encoder)
-        identities[modality] = encoder.identity()
-        cache = (
-            EmbeddingCache(cache_root, modality, encoder.cache_key(), encoder.identity())
-            if cfg.use_cache
-            else None
-        )
         t = time.perf_counter()
-        if modality == "text":
-            feats = encode_titles(
-                encoder, catalog.titles, catalog.item_ids, catalog.n_rows, cache, cfg.progress, cfg.missing
-            )
+        encoder, feats, listing = encode_modality(
+            cfg, modality, layout, catalog, catalog.item_ids, cache_root
+        )
+        identities[modality] = encoder.identity()
+        if listing is None:
             inputs: dict[int, Any] = {i: s for i, s in catalog.titles.items() if s is not None}
         else:
-            listing = list_images(layout.images_dir)
-            feats = encode_images(
-                encoder,
-                listing,
-                catalog.item_ids,
-                catalog.n_rows,
-                cache,
-                cfg.progress,
-                cfg.missing,
-                cfg.encoder.workers,
-            )
             inputs = {i: str(p) for i, p in listing.paths.items()}
             extra = sorted(i for i in listing.paths if not 1 <= i < catalog.n_rows)
             images_report = {
