@@ -117,3 +117,35 @@ def test_embed_under_torchrun_writes_one_parquet_equal_to_one_process(tiny_data:
     # the same vectors up to batch composition (each rank encodes other batches than one process)
     assert a.shape == b.shape == (401, 128) and np.abs(a - b).max() < 1e-4
     assert json.loads((tmp_path / "two.json").read_text())["processes"] == 2
+
+
+def test_retrieval_train_under_torchrun_equals_one_process(tmp_path: Path):
+    """Track 1's two-tower training with 2 processes: each computes the loss of its share of every
+    batch and the gradients are summed before the step, so the run is the 1-process run up to float
+    summation order: the same losses to 1e-5, the same held-out scores and best epoch, one run."""
+    from mmctr.retrieval.data.synth import generate
+
+    generate(tmp_path / "data", scale="tiny", seed=3, progress=False)
+
+    def train(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mmctr", "retrieval", "train", "--data", "data", "--out", out,
+             "--epochs", "3", "--patience", "5", "--cache-dir", "cache", "--no-progress", *extra],
+            cwd=tmp_path, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+
+    two = train("two", "--nproc", "2")  # first, with an empty cache: rank 0 fills it, rank 1 reads it
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("wrote two") == 1  # rank 0 alone reports and writes
+    one = train("one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    m1, m2 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert (m1["world_size"], m2["world_size"]) == (1, 2)
+    assert len(m1["history"]) == len(m2["history"]) == 4
+    for h1, h2 in zip(m1["history"][1:], m2["history"][1:], strict=True):
+        assert abs(h1["loss"] - h2["loss"]) < 1e-5
+        assert h1["held_out"] == pytest.approx(h2["held_out"], abs=1e-9)
+    assert m1["best_epoch"] == m2["best_epoch"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cache", "data", "one", "two"]
+    busy = train("two", "--nproc", "2")  # an existing run is refused before any process starts
+    assert busy.returncode == 2 and "two" in busy.stderr and "Traceback" not in busy.stderr

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmctr.errors import MMCTRError
 
     args = build_parser().parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # what a launcher (--nproc) runs again
     try:
         return int(args._run(args) or 0)
     except MMCTRError as err:

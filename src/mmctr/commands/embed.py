@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and "WORLD_SIZE" not in os.environ:
         from mmctr.training.distributed import argv_without_launch, launch
 
-        argv = sys.argv[1:] if sys.argv[1:2] == ["embed"] else ["embed", *sys.argv[1:]]
-        return launch(args.nproc, argv_without_launch(argv))
+        return launch(args.nproc, argv_without_launch(args._argv))
 
     from mmctr.embed import EmbedConfig, embed, json_path
 

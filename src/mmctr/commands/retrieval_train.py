@@ -69,12 +69,25 @@ def add_train(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
         "--overwrite", action="store_true", help="replace --out if it is an earlier run of this command"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="train on this many processes (runs torchrun for you; each takes a share of every batch)",
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="with --nproc: machines in the job")
+    p.add_argument(
+        "--rdzv-endpoint", help="with --nnodes > 1: HOST:PORT of the rendezvous, the same on every node"
+    )
     p.set_defaults(_retrieval_run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import os
+
+    from mmctr.outputs import check_out
     from mmctr.retrieval.retrievers.base import RetrieverOptions
-    from mmctr.retrieval.trained.train import TrainConfig, train_run
+    from mmctr.retrieval.trained.train import RUN_KIND, TrainConfig, train_run
+    from mmctr.training.distributed import argv_without_launch, finish, init_world, launch
 
     config = TrainConfig(
         epochs=args.epochs,
@@ -85,10 +98,25 @@ def _run_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
     )
-    options = RetrieverOptions(cache_dir=args.cache_dir, progress=not args.no_progress)
-    m = train_run(
-        args.data, args.out, options, config, overwrite=args.overwrite, progress=not args.no_progress
-    )
+    if args.nproc is not None and "WORLD_SIZE" not in os.environ:
+        check_out(args.out, RUN_KIND, args.overwrite)  # refused before the processes start
+        return launch(args.nproc, argv_without_launch(args._argv), args.nnodes, args.rdzv_endpoint)
+    world = init_world()
+    options = RetrieverOptions(cache_dir=args.cache_dir, progress=not args.no_progress and world.main)
+    try:
+        m = train_run(
+            args.data,
+            args.out,
+            options,
+            config,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            world=world,
+        )
+    finally:
+        finish(world)
+    if not world.main:
+        return 0
     h0, h1 = m["held_out_untrained"], m["held_out_best"]
     print(
         f"trained in {m['train_seconds']:.1f} s (features {m['feature_seconds']:.1f} s), best epoch {m['best_epoch']}; "

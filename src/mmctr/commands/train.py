@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 # what --resume takes from the interrupted run, so they may not be given again
@@ -103,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
             checkpoint.read_settings(args.resume, world.size)
 
-        argv = sys.argv[1:] if sys.argv[1:2] == ["train"] else ["train", *sys.argv[1:]]
-        return launch(args.nproc, argv_without_launch(argv), args.nnodes, args.rdzv_endpoint)
+        return launch(args.nproc, argv_without_launch(args._argv), args.nnodes, args.rdzv_endpoint)
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if args.checkpoint_every < 0:

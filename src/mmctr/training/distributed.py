@@ -134,6 +134,29 @@ def gather_objects(obj: object, world: World) -> list:
     return out
 
 
+def sum_gradients(params: list[torch.nn.Parameter], world: World) -> None:
+    """Sum the gradients of `params` over the ranks, in place, in one all-reduce.
+
+    For training loops whose graph differs from rank to rank (Track 1: a rank whose share of the
+    batch has no photo question leaves the image projection unused), where DistributedDataParallel
+    would need `find_unused_parameters`. A parameter no rank touched keeps `grad = None`, so the
+    optimizer skips it exactly as a 1-process run over the whole batch does."""
+    if not world.distributed:
+        return
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(used)
+    live = [p for p, u in zip(params, used.tolist(), strict=True) if u]
+    if not live:
+        return
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in live])
+    dist.all_reduce(flat)
+    at = 0
+    for p in live:
+        n = p.numel()
+        p.grad = flat[at : at + n].view_as(p).clone()
+        at += n
+
+
 def local_batch_size(batch_size: int, world: World) -> int:
     """Each rank's share of the global batch: the same global batch as a 1-process run."""
     if batch_size % world.size:

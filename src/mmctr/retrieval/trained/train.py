@@ -40,6 +40,7 @@ from mmctr.retrieval.trained.features import (
     passage_features,
 )
 from mmctr.retrieval.trained.model import TwoTower, TwoTowerConfig
+from mmctr.training.distributed import World, barrier, block, gather_objects, sum_gradients, sum_over_ranks
 
 RUN_FILE = "retrieval_run.json"
 RUN_KIND = OutputKind(
@@ -148,8 +149,9 @@ class PassageScorer:
         return s.numpy()
 
 
-def _task_score(ranked: list[np.ndarray], gold: list[np.ndarray], fractional: bool) -> float:
-    """Mean of R@1/3/5 (the final rules): fractional recall for MMDocIR, hit rate for M2KR."""
+def _per_question(ranked: list[np.ndarray], gold: list[np.ndarray], fractional: bool) -> list[float]:
+    """Each question's mean of R@1/3/5 (the final rules): fractional recall for MMDocIR, hit rate
+    for M2KR; questions without a gold are left out."""
     per_q = []
     for r, g in zip(ranked, gold, strict=True):
         g = set(np.asarray(g).tolist())
@@ -159,25 +161,37 @@ def _task_score(ranked: list[np.ndarray], gold: list[np.ndarray], fractional: bo
         for k in (1, 3, 5):
             found = len(g & set(r[:k].tolist()))
             vals.append(found / len(g) if fractional else float(found > 0))
-        per_q.append(np.mean(vals))
-    return float(np.mean(per_q)) if per_q else 0.0
+        per_q.append(float(np.mean(vals)))
+    return per_q
 
 
 def held_out_score(
-    model: TwoTower, df: DocFeatures | None, pf: PassageFeatures | None, dq, pq
+    model: TwoTower, df: DocFeatures | None, pf: PassageFeatures | None, dq, pq, world: World | None = None
 ) -> dict[str, float]:
+    """The task scores of the held-out questions `dq` (MMDocIR) and `pq` (M2KR). Under torchrun each
+    rank ranks its own block of them and the per-question values are gathered, so every rank
+    returns the same numbers (and takes the same early-stopping decision)."""
+    world = world or World()
     out: dict[str, float] = {}
     model.eval()
     if df is not None and len(dq):
         sc = DocScorer(model, df)
-        ranked = [df.cands[i][top_k(sc.scores(i), 5)] for i in dq]
-        out["mmdocir"] = _task_score(ranked, [df.cands[i][df.gold[i]] for i in dq], fractional=True)
+        mine = np.asarray(dq)[block(len(dq), world)]
+        ranked = [df.cands[i][top_k(sc.scores(i), 5)] for i in mine]
+        vals = _per_question(ranked, [df.cands[i][df.gold[i]] for i in mine], fractional=True)
+        out["mmdocir"] = _mean_over_ranks(vals, world)
     if pf is not None and len(pq):
         sc = PassageScorer(model, pf)
-        ranked = [top_k(sc.scores(i), 5) for i in pq]
-        out["m2kr"] = _task_score(ranked, [pf.gold[i] for i in pq], fractional=False)
+        mine = np.asarray(pq)[block(len(pq), world)]
+        ranked = [top_k(sc.scores(i), 5) for i in mine]
+        out["m2kr"] = _mean_over_ranks(_per_question(ranked, [pf.gold[i] for i in mine], False), world)
     out["overall"] = float(np.mean(list(out.values()))) if out else 0.0
     return out
+
+
+def _mean_over_ranks(values: list[float], world: World) -> float:
+    every = [v for part in gather_objects(values, world) for v in part]  # in question order
+    return float(np.mean(every)) if every else 0.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,8 +243,15 @@ def train_model(
     config: TrainConfig,
     model_config: TwoTowerConfig | None = None,
     progress: bool = True,
+    world: World | None = None,
 ) -> tuple[TwoTower, dict[str, Any]]:
+    """Train the two-tower model. Under torchrun (`world` of several ranks) every rank draws the
+    same batches (same seed), computes the loss of its own share of each batch (every
+    `world.size`-th question), and the gradients are summed over the ranks before each step: the
+    update is the 1-process update up to float summation order."""
     from tqdm import tqdm
+
+    world = world or World()
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -285,9 +306,15 @@ def train_model(
     opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     history: list[dict[str, Any]] = []
     best, best_state, best_epoch, since = -1.0, None, 0, 0
-    start = held_out_score(model, df, pf, d_valid, p_valid)
+    start = held_out_score(model, df, pf, d_valid, p_valid, world)
     history.append({"epoch": 0, "loss": None, "held_out": start})
-    bar = tqdm(range(1, config.epochs + 1), desc="train two-tower", unit="epoch", disable=not progress)
+    params = list(model.parameters())
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc="train two-tower",
+        unit="epoch",
+        disable=not progress or not world.main,
+    )
     for epoch in bar:
         model.train()
         order = rng.permutation(len(examples))
@@ -297,7 +324,8 @@ def train_model(
             batch_gold = [int(g) for kind, i in batch if kind == "p" for g in pf.gold[i]]
             loss = torch.zeros(())
             scale = model.logit_scale.exp().clamp(max=100.0)
-            for kind, i in batch:
+            mine = batch[world.rank :: world.size]
+            for kind, i in mine:
                 if kind == "d":
                     qt, vlm, ocr = d_tensors
                     q = qt[i : i + 1]
@@ -340,10 +368,12 @@ def train_model(
                     loss = loss + _nce(s_, positive, scale)
             loss = loss / len(batch)
             opt.zero_grad()
-            loss.backward()
+            if mine:  # a rank left without a question of a short last batch adds no gradient
+                loss.backward()
+            sum_gradients(params, world)
             opt.step()
-            losses.append(loss.item())
-        held = held_out_score(model, df, pf, d_valid, p_valid)
+            losses.append(sum_over_ranks(loss.item(), world))
+        held = held_out_score(model, df, pf, d_valid, p_valid, world)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "held_out": held})
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", held_out=f"{held['overall']:.3f}")
         if held["overall"] > best + 1e-6 or best_state is None:
@@ -405,30 +435,48 @@ def train_run(
     overwrite: bool = False,
     progress: bool = True,
     log=print,
+    world: World | None = None,
 ) -> dict[str, Any]:
-    """Features of the train splits of `data_roots`, the model trained on them, written to `out`."""
+    """Features of the train splits of `data_roots`, the model trained on them, written to `out`.
+
+    Under torchrun every rank builds the same features (rank 0 first, filling the embedding cache
+    that the others then read), trains its share of each batch, and rank 0 alone writes `out`."""
     from safetensors.torch import save_file
 
     from mmctr.retrieval.data import load_train
 
+    world = world or World()
     check_out(out, RUN_KIND, overwrite)
     t0 = time.perf_counter()
     dfs: list[DocFeatures] = []
     pfs: list[PassageFeatures] = []
+    if not world.main:
+        barrier(world)  # wait for rank 0 to fill the embedding cache: then read from it
     text = TextEmbedder(options)
     for root in data_roots:
         data = load_train(root)
-        log(f"features of {root}/train (frozen encoders, cached) ...")
+        if world.main:
+            log(f"features of {root}/train (frozen encoders, cached) ...")
         if data.docs is not None:
             dfs.append(doc_features(data.docs, options, text))
         if data.passages is not None:
             pfs.append(passage_features(data.passages, options, text))
+    if world.main:
+        barrier(world)
     df = merge_doc_features(dfs)
     pf = merge_passage_features(pfs)
     feature_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model, summary = train_model(df, pf, config, progress=progress)
+    model, summary = train_model(df, pf, config, progress=progress, world=world)
     train_seconds = time.perf_counter() - t1
+    metrics = {
+        **summary,
+        "train_seconds": train_seconds,
+        "feature_seconds": feature_seconds,
+        "world_size": world.size,
+    }
+    if not world.main:
+        return metrics
     tmp = temp_beside(out)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
@@ -440,7 +488,6 @@ def train_run(
         "train_config": asdict(config),
     }
     (tmp / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-    metrics = {**summary, "train_seconds": train_seconds, "feature_seconds": feature_seconds}
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     move_into_place(tmp, out, RUN_KIND, overwrite)
     return metrics
