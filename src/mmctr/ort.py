@@ -1,5 +1,5 @@
 """The DIN under ONNX Runtime: an option for serving, measured beside the PyTorch serving copies by
-`scripts/bench_serving.py` (AUC and request latency).
+`mmctr bench --serving RUN` (AUC and request latency).
 
 A served DIN (`mmctr.serving.for_serving`, fp32, not packed) is exported twice, with its item-side
 tables (item vectors and the attention's per-item target and key parts) as initialisers:

@@ -68,7 +68,7 @@ def for_serving(
       their ReLUs fused (`pack_linears`).
     - With `max_history` = K, `score_request` keeps each request's K most recent history items (the
       organisers' pipeline itself keeps the most recent 64). A request's cost grows with its
-      history, so this bounds the slowest requests; `scripts/bench_serving.py` measures the AUC it
+      history, so this bounds the slowest requests; `mmctr bench --serving RUN` measures the AUC it
       costs (`cap_history` gives the same cut for a whole split)."""
     if max_history is not None and max_history < 1:
         raise ValueError(f"max_history must be at least 1, got {max_history}")

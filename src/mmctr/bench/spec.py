@@ -13,6 +13,11 @@ from pathlib import Path
 
 # Peer systems the harness knows; each runs in its own subprocess, possibly another interpreter.
 PEERS = ("deepctr-torch", "fuxictr")
+# the serving copies `mmctr bench --serving` compares (mmctr.bench.serving)
+SERVING_OPTIONS = ("fp32", "bf16", "bf16-unpacked", "int8-dynamic", "ort-fp32", "ort-int8")
+# bf16 joins the default only where its matmuls are fast (AVX-512 BF16 / AMX): elsewhere torch
+# runs it ~100x slower than fp32 and scoring the valid split alone takes many minutes
+DEFAULT_SERVING_OPTIONS = ("fp32", "int8-dynamic", "ort-fp32", "ort-int8")
 # `mmctr/<model>@<variant>`: variants change precision only.
 VARIANTS = ("bf16", "fp32")
 # `mmctr/<model>+<technique>`: post-training weight quantisation of the trained model (`mmctr

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 TRACK1 = "Track 1 (with --track1)"
 TRACK2 = "Track 2 (without --track1)"
+SERVING = "Serving (with --serving RUN ...)"
+# Track 2 options that --serving uses too (the requests); the other Track 2 options train systems
+SHARED_WITH_SERVING = ("--candidates", "--requests", "--warmup-requests", "--seed")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from mmctr.bench.spec import DEFAULT_SERVING_OPTIONS as DEFAULT_OPTIONS
     from mmctr.bench.spec import PEERS
+    from mmctr.bench.spec import SERVING_OPTIONS as OPTIONS
 
     p = sub.add_parser(
         "bench",
@@ -145,6 +149,50 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--fuxictr-python",
         help="interpreter with fuxictr and polars<2 (env MMCTR_FUXICTR_PYTHON; default: this one, then ./.venv-fuxictr)",
     )
+    sv = p.add_argument_group(SERVING)
+    sv.add_argument(
+        "--serving",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="trained Task-2 run directories: measure their serving options (valid AUC, request p50/p99 "
+        "on 1 thread, achieved GFLOP/s beside the machine's matmul rate) instead of training systems; "
+        "writes serving_bench.json/.md",
+    )
+    sv.add_argument(
+        "--serving-options",
+        nargs="+",
+        choices=list(OPTIONS),
+        help=f"serving copies to compare (default: {' '.join(DEFAULT_OPTIONS)}, and bf16 where this CPU "
+        "runs bf16 matmuls fast (AVX-512 BF16 / AMX); the ort ones need a DIN and the `ort` extra)",
+    )
+    sv.add_argument(
+        "--max-history",
+        type=int,
+        nargs="*",
+        default=[16],
+        metavar="K",
+        help="also the fp32 copy served from the K most recent history items, its AUC on the valid split "
+        "cut the same way (default: 16; `--max-history` alone: none)",
+    )
+    sv.add_argument(
+        "--http",
+        action="store_true",
+        help="also start `mmctr serve` for each run on 127.0.0.1 and load-test it: requests/s, HTTP "
+        "p50/p99 beside in-process, the HTTP overhead at concurrency 1; writes serving_load.png",
+    )
+    sv.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="with --http: load levels")
+    sv.add_argument(
+        "--duration", type=float, default=12.0, help="with --http: seconds per load level (default 12)"
+    )
+    sv.add_argument(
+        "--windows",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="MS",
+        help="with --http: micro-batching windows to serve with (`mmctr serve --batch-window-ms`; default 0)",
+    )
     return p
 
 
@@ -156,8 +204,47 @@ def _given(args: argparse.Namespace, title: str) -> list[str]:
     return [
         a.option_strings[0]
         for a in group._group_actions
-        if a.dest != "track1" and getattr(args, a.dest) != a.default
+        if a.dest not in ("track1", "serving") and getattr(args, a.dest) != a.default
     ]
+
+
+def run_serving(args: argparse.Namespace) -> int:
+    from mmctr.bench.serving import ServingBenchSettings, render, run_serving_bench
+    from mmctr.errors import ConfigError
+
+    other = _given(args, TRACK1) + [o for o in _given(args, TRACK2) if o not in SHARED_WITH_SERVING]
+    if args.track1 or args.resume or args.threads is not None:
+        other = (
+            ["--track1"] * args.track1
+            + ["--resume"] * args.resume
+            + ["--threads"] * (args.threads is not None)
+            + other
+        )
+    if other:
+        raise ConfigError(
+            f"{', '.join(other)}: not an option of `mmctr bench --serving` (it measures trained runs on 1 "
+            "thread); leave them out"
+        )
+    settings = ServingBenchSettings(
+        runs=list(args.serving),
+        data=args.data,
+        out=args.out,
+        options=args.serving_options,
+        max_history=list(args.max_history),
+        requests=args.requests,
+        warmup=args.warmup_requests,
+        candidates=args.candidates,
+        seed=args.seed,
+        http=args.http,
+        concurrency=list(args.concurrency),
+        duration=args.duration,
+        windows=list(args.windows),
+        overwrite=args.overwrite,
+        command="mmctr " + " ".join(shlex.quote(a) for a in args._argv),
+    )
+    print(render(run_serving_bench(settings)))
+    print(f"written to {args.out}/serving_bench.json and serving_bench.md")
+    return 0
 
 
 def run_track1(args: argparse.Namespace) -> int:
@@ -175,7 +262,7 @@ def run_track1(args: argparse.Namespace) -> int:
         run=args.run,
         threads=1 if args.threads is None else args.threads,
         overwrite=args.overwrite,
-        command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command="mmctr " + " ".join(shlex.quote(a) for a in args._argv),
     )
     print(render(run_track1_bench(settings)))
     return 0
@@ -186,6 +273,13 @@ def run(args: argparse.Namespace) -> int:
 
     from mmctr.errors import ConfigError
 
+    if args.serving:
+        return run_serving(args)
+    serving = _given(args, SERVING)
+    if serving:
+        raise ConfigError(
+            f"{', '.join(serving)}: option(s) of `mmctr bench --serving RUN ...`; add it or leave them out"
+        )
     other = _given(args, TRACK2 if args.track1 else TRACK1)
     if other:
         track, flag = ("Track 2", "drop --track1") if args.track1 else ("Track 1", "add --track1")
@@ -231,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_load=args.max_load,
         max_wait=args.max_wait,
-        command="mmctr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command="mmctr " + " ".join(shlex.quote(a) for a in args._argv),
         overwrite=args.overwrite,
         resume=args.resume,
     )
