@@ -29,14 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmctr.bench.measure import make_requests
 from mmctr.compress import source_facts
 from mmctr.compress.distill import DistillConfig, distill
 from mmctr.compress.prune import MODALITIES, modality_ablation, prune_units
 from mmctr.compress.quant import QuantSpec, quantize_model, run_bytes
 from mmctr.config import resolve_run_config
 from mmctr.data.reader import Dataset, load_dataset
-from mmctr.serving import cap_history, for_serving, request_batch, score_request, warm_up
+from mmctr.serving import cap_history, for_serving, make_requests, request_batch, score_request, warm_up
 from mmctr.training.loop import predict_split, train, train_and_save
 from mmctr.training.metrics import auc, logloss
 from mmctr.training.run_dir import data_facts, load_run, save_run

@@ -282,9 +282,9 @@ def test_modality_ablation(tiny_data: Path, runs, capsys) -> None:
 
 def test_bench_names_the_techniques(tiny_data: Path, runs) -> None:
     from mmctr.bench import spec as bench_spec
-    from mmctr.bench.measure import make_requests
     from mmctr.bench.ours import MMCTRSystem
     from mmctr.bench.spec import BenchSettings, SystemSpec
+    from mmctr.serving import make_requests
 
     assert set(bench_spec.TECHNIQUES) == set(TECHNIQUES)
     s = SystemSpec.parse(f"mmctr/din[from={runs['student']},max_history=8]+int4emb+int8lin@fp32")

@@ -30,13 +30,12 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from mmctr.bench.measure import make_requests  # noqa: E402
 from mmctr.cli import main  # noqa: E402
 from mmctr.errors import ConfigError  # noqa: E402
 from mmctr.serve.app import ServeSettings, create_app  # noqa: E402
 from mmctr.serve.loadtest import parse_target  # noqa: E402
 from mmctr.serve.ranker import Ranker, RankInput, load_served, score_many, score_one  # noqa: E402
-from mmctr.serving import request_batch, score_request  # noqa: E402
+from mmctr.serving import make_requests, request_batch, score_request  # noqa: E402
 
 SMALL_DIN = {"embedding_dim": 16, "dnn_hidden": [32, 16], "attention_hidden": [16], "use_user_id": True}
 

@@ -1,5 +1,8 @@
 """Online scoring: one request = one user's history and N candidate items.
 
+`make_requests` builds the requests every latency measurement uses (`mmctr bench`, its `--serving`
+mode and the load test's bodies) from valid rows.
+
 `score_request` is what serving and the latency benchmark call. Models that define
 `forward_request(hist, batch)` get the user side computed once per request; others fall back to a
 plain batch of N rows that share the history.
@@ -10,12 +13,44 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from mmctr.data.batches import Batch
+
+if TYPE_CHECKING:
+    from mmctr.data.reader import Dataset
+
+
+@dataclasses.dataclass
+class Request:
+    """One online request: one user's history and N candidate items with their levels."""
+
+    hist: np.ndarray  # (max_len,) int, left zero-padded, most recent last
+    targets: np.ndarray  # (N,) int64 item ids
+    likes: np.ndarray  # (N,) int64
+    views: np.ndarray  # (N,) int64
+    row: int = -1  # the valid row it was made from: its first candidate is that row's target
+
+
+def make_requests(data: Dataset, n: int, candidates: int, seed: int) -> list[Request]:
+    """`n` requests from real valid rows: that row's history and target, plus `candidates − 1`
+    other items drawn uniformly from the catalogue with their own levels. Seeded, so every system
+    scores the same requests."""
+    valid, items = data["valid"], data.items
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(valid), size=n, replace=n > len(valid))
+    out = []
+    for r in rows:
+        others = rng.integers(1, items.n_items, size=candidates - 1)
+        targets = np.concatenate([[valid.item_id[r]], others]).astype(np.int64)
+        likes = np.concatenate([[valid.likes[r]], items.likes[others]]).astype(np.int64)
+        views = np.concatenate([[valid.views[r]], items.views[others]]).astype(np.int64)
+        out.append(Request(valid.hist[r].copy(), targets, likes, views, row=int(r)))
+    return out
 
 
 def request_batch(

@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mmctr.bench.machine import cpu_model
     from mmctr.bench.measure import measure
     from mmctr.data.reader import load_dataset
+    from mmctr.host import cpu_model
 
     def log(msg: str) -> None:
         print(f"[{spec.system}] {msg}", flush=True)

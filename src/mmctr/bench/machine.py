@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from mmctr.host import cpu_model, isa_flags
+
 
 @dataclass
 class MatmulRate:
@@ -51,30 +53,6 @@ class MachineInfo:
     @classmethod
     def from_dict(cls, d: dict) -> MachineInfo:
         return cls(**{**d, "matmul": [MatmulRate(**m) for m in d.get("matmul", [])]})
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _isa_flags() -> list[str]:
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return [f for f in wanted if f in flags]
 
 
 def matmul_rate(dtype: str, threads: int, n: int = 2048, repeats: int = 7, warmup: int = 2) -> MatmulRate:
@@ -115,7 +93,7 @@ def measure_machine(n: int = 2048, repeats: int = 7, threads: tuple[int, ...] | 
         cores=cores,
         torch=torch.__version__,
         python=platform.python_version(),
-        isa=_isa_flags(),
+        isa=isa_flags(),
         matmul=rates,
     )
 

@@ -14,7 +14,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,18 +22,8 @@ import torch
 
 from mmctr.bench.spec import BenchSettings
 from mmctr.data.reader import Dataset
+from mmctr.serving import Request, make_requests
 from mmctr.training.metrics import auc, logloss
-
-
-@dataclass
-class Request:
-    """One online request: one user's history and N candidate items with their levels."""
-
-    hist: np.ndarray  # (max_len,) int, left zero-padded, most recent last
-    targets: np.ndarray  # (N,) int64 item ids
-    likes: np.ndarray  # (N,) int64
-    views: np.ndarray  # (N,) int64
-    row: int = -1  # the valid row it was made from: its first candidate is that row's target
 
 
 class System(Protocol):
@@ -68,27 +57,6 @@ class System(Protocol):
     def save(self, out: Path) -> Path:
         """Write the checkpoint the system's users would ship (a file or a directory) at `out`;
         return the file in it that holds the learned weights."""
-
-
-# ----------------------------------------------------------------------------------------------
-# requests
-
-
-def make_requests(data: Dataset, n: int, candidates: int, seed: int) -> list[Request]:
-    """`n` requests from real valid rows: that row's history and target, plus `candidates − 1`
-    other items drawn uniformly from the catalogue with their own levels. Seeded, so every system
-    scores the same requests."""
-    valid, items = data["valid"], data.items
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(valid), size=n, replace=n > len(valid))
-    out = []
-    for r in rows:
-        others = rng.integers(1, items.n_items, size=candidates - 1)
-        targets = np.concatenate([[valid.item_id[r]], others]).astype(np.int64)
-        likes = np.concatenate([[valid.likes[r]], items.likes[others]]).astype(np.int64)
-        views = np.concatenate([[valid.views[r]], items.views[others]]).astype(np.int64)
-        out.append(Request(valid.hist[r].copy(), targets, likes, views, row=int(r)))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmctr.bench.measure import Request
 from mmctr.bench.spec import BenchSettings, SystemSpec
 from mmctr.config import RunConfig, resolve_run_config
 from mmctr.data.batches import Batch, iter_batches
 from mmctr.data.reader import Dataset
+from mmctr.serving import Request
 
 # keys of `mmctr/model[key=value,...]` that configure the serving copy, not the model
 SERVING_KEYS = ("max_history",)

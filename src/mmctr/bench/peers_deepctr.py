@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmctr.bench.measure import Request
 from mmctr.bench.spec import BenchSettings
 from mmctr.data.reader import Dataset, SplitArrays
+from mmctr.serving import Request
 from mmctr.training.metrics import auc
 
 

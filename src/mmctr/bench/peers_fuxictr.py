@@ -41,9 +41,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data.dataloader import default_collate
 
-from mmctr.bench.measure import Request
 from mmctr.bench.spec import BenchSettings
 from mmctr.data.reader import Dataset, ItemTable, SplitArrays
+from mmctr.serving import Request
 
 DATASET_ID = "MicroLens_1M_x1"
 

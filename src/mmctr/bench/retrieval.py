@@ -102,7 +102,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 def machine(threads: int) -> dict[str, Any]:
     import torch
 
-    from mmctr.bench.machine import cpu_model
+    from mmctr.host import cpu_model
 
     return {
         "cpu": cpu_model(),

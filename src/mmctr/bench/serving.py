@@ -14,7 +14,7 @@ process on the load test's own request bodies, then `mmctr serve` started as a s
 127.0.0.1 and load-tested at each concurrency (`mmctr.serve.loadtest`); the HTTP overhead at
 concurrency 1 is the HTTP p50 minus the in-process p50.
 
-Every request comes from `mmctr.bench.measure.make_requests` (the load test's bodies too).
+Every request comes from `mmctr.serving.make_requests` (the load test's bodies too).
 Writes OUT/serving_bench.json, OUT/serving_bench.md and, with --http, OUT/serving_load.png.
 """
 
@@ -155,8 +155,7 @@ def request_flops(model: nn.Module, batch) -> float:
 def in_process(run: Path, data, settings: ServingBenchSettings, log=print) -> dict[str, Any]:
     """AUC, latency and achieved GFLOP/s of every option of one run."""
     from mmctr.bench.machine import matmul_rate
-    from mmctr.bench.measure import make_requests
-    from mmctr.serving import cap_history, for_serving, request_batch, score_request, warm_up
+    from mmctr.serving import cap_history, for_serving, make_requests, request_batch, score_request, warm_up
     from mmctr.training.loop import bf16_is_fast, predict_split
     from mmctr.training.metrics import auc
     from mmctr.training.run_dir import load_run
@@ -321,8 +320,8 @@ def over_http(run: Path, settings: ServingBenchSettings, window: float, log=prin
 
 def run_serving_bench(settings: ServingBenchSettings, log=print) -> dict[str, Any]:
     from mmctr import __version__
-    from mmctr.bench.machine import cpu_model
     from mmctr.data.reader import load_dataset
+    from mmctr.host import cpu_model
 
     settings.check()
     check_out(settings.out, SERVING_BENCH_DIR, settings.overwrite)  # before measuring for minutes

@@ -631,7 +631,7 @@ def machine_section(inputs: Inputs) -> str:
             desc = ", ".join(f"{k} {v}" for k, v in m.items() if not isinstance(v, (list, dict)))
             parts.append(f"<h3>Track 1 bench {esc(res.name)}</h3><p>{esc(desc)}</p>")
     try:
-        from mmctr.bench.machine import cpu_model
+        from mmctr.host import cpu_model
 
         cpu = cpu_model()
     except Exception:  # the report's own machine is context, never a reason to fail

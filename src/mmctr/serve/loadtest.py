@@ -250,10 +250,10 @@ async def run_level(
 
 
 def request_bodies(data_root: Path, n: int, candidates: int, seed: int, max_len: int) -> list[bytes]:
-    """`n` /v1/rank bodies from valid rows (`mmctr.bench.measure.make_requests`: the row's history
+    """`n` /v1/rank bodies from valid rows (`mmctr.serving.make_requests`: the row's history
     and target plus random other items), JSON-encoded once."""
-    from mmctr.bench.measure import make_requests
     from mmctr.data.reader import load_dataset
+    from mmctr.serving import make_requests
 
     data = load_dataset(data_root, max_len=max_len, splits=("valid",))
     user_ids = data["valid"].user_id
@@ -345,7 +345,7 @@ def run_loadtest(
         return out
 
     from mmctr import __version__
-    from mmctr.bench.machine import cpu_model
+    from mmctr.host import cpu_model
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     levels = asyncio.run(main())
