@@ -26,7 +26,8 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
     out = tmp_path / "sb"
     argv = ["bench", "--serving", str(run), "--data", str(tiny_data), "--out", str(out),
             "--requests", "30", "--warmup-requests", "3", "--serving-options", "fp32", "int8-dynamic",
-            "--max-history", "4", "--http", "--concurrency", "1", "2", "--duration", "1"]  # fmt: skip
+            "--max-history", "4", "--http", "--concurrency", "1", "2", "--duration", "1",
+            "--workers", "1", "0"]  # fmt: skip
     assert cli.main(argv) == 0
     res = json.loads((out / "serving_bench.json").read_text())
     assert {p.name for p in out.iterdir()} == {"serving_bench.json", "serving_bench.md", "serving_load.png"}
@@ -41,11 +42,12 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
     assert fp32["mflop_per_request"] > 0 and fp32["gflops_p50"] > 0
     assert capped["mflop_per_request"] <= fp32["mflop_per_request"]  # a shorter history costs less
     assert set(ip["matmul_gflops_1thread"]) == {"fp32", "bf16"}
-    (h,) = res["http"]
-    levels = h["loadtest"]["levels"]
-    assert [lv["concurrency"] for lv in levels] == [1, 2]
-    assert all(lv["errors"] == 0 and lv["requests"] > 0 for lv in levels)
-    assert h["overhead_p50_ms"] == pytest.approx(levels[0]["p50_ms"] - h["in_process"]["p50_ms"])
+    assert [h["workers"] for h in res["http"]] == [1, 0]  # a worker thread, then the event loop
+    for h in res["http"]:
+        levels = h["loadtest"]["levels"]
+        assert [lv["concurrency"] for lv in levels] == [1, 2]
+        assert all(lv["errors"] == 0 and lv["requests"] > 0 for lv in levels)
+        assert h["overhead_p50_ms"] == pytest.approx(levels[0]["p50_ms"] - h["in_process"]["p50_ms"])
     md = (out / "serving_bench.md").read_text()
     assert "| fp32 h4 |" in md and "HTTP overhead" in md
     # an earlier output is not replaced without --overwrite
@@ -53,15 +55,26 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_serving_bench_refuses_training_and_track1_options(run: Path, tiny_data: Path, tmp_path: Path, capsys):
+def test_serving_bench_refuses_training_and_track1_options(
+    run: Path, tiny_data: Path, tmp_path: Path, capsys
+):
     base = ["bench", "--serving", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "o")]
-    for extra, named in ((["--epochs", "2"], "--epochs"), (["--track1"], "--track1"), (["--rules", "draft"], "--rules")):
+    for extra, named in (
+        (["--epochs", "2"], "--epochs"),
+        (["--track1"], "--track1"),
+        (["--rules", "draft"], "--rules"),
+    ):
         assert cli.main(base + extra) == 2
         assert named in capsys.readouterr().err
     assert cli.main(base + ["--serving-options", "fp32", "--max-history", "0"]) == 2
     assert "--max-history" in capsys.readouterr().err
     assert cli.main(["bench", "--data", str(tiny_data), "--out", str(tmp_path / "p"), "--http"]) == 2
     assert "--http" in capsys.readouterr().err
-    assert cli.main(["bench", "--serving", str(tmp_path), "--data", str(tiny_data), "--out", str(tmp_path / "q")]) == 2
+    assert (
+        cli.main(
+            ["bench", "--serving", str(tmp_path), "--data", str(tiny_data), "--out", str(tmp_path / "q")]
+        )
+        == 2
+    )
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "q").exists()

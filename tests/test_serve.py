@@ -121,6 +121,25 @@ def test_rank_answers_the_in_process_scores(client: TestClient, requests_) -> No
     assert health["status"] == "ok" and health["model"] == "din" and health["index"] is False
 
 
+def test_scoring_on_the_event_loop_answers_the_same(runs, loader, requests_) -> None:
+    """--workers 0 scores on the event loop's thread instead of a worker thread: same answers, and
+    a response body that is the standard library's JSON for the same content (orjson renders it)."""
+    ranker = Ranker(loader(runs[0]), loader)
+    app = create_app(ranker, ServeSettings(workers=0))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for r in requests_[:3]:
+            resp = c.post("/v1/rank", json=_body(r))
+            assert resp.status_code == 200, resp.text
+            _check_ranked(resp.json(), ranker.served, r)
+            assert (
+                json.loads(resp.content) == resp.json() and resp.headers["content-type"] == "application/json"
+            )
+        big = _body(requests_[0]) | {"candidates": [2**70]}  # past orjson's integers: the field is named
+        resp = c.post("/v1/rank", content=json.dumps(big))
+        assert resp.status_code == 422 and resp.json()["field"] == "candidates"
+    app.state.service.close()
+
+
 def test_micro_batch_scores_equal_one_request_each(runs, loader, requests_) -> None:
     served = loader(runs[0])
     inputs = [

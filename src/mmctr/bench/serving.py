@@ -65,6 +65,7 @@ class ServingBenchSettings:
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
     duration: float = 12.0
     windows: list[float] = field(default_factory=lambda: [0.0])
+    workers: list[int] = field(default_factory=lambda: [1])  # `mmctr serve --workers` values
     overwrite: bool = False
     command: str = ""
 
@@ -83,6 +84,8 @@ class ServingBenchSettings:
             raise ConfigError("--warmup-requests must be 0 or more")
         if any(k < 1 for k in self.max_history):
             raise ConfigError(f"--max-history {self.max_history}: each cap must be at least 1")
+        if any(w < 0 for w in self.workers):
+            raise ConfigError(f"--workers {self.workers}: model threads are 0 (the event loop) or more")
         if any(w < 0 for w in self.windows):
             raise ConfigError(f"--windows {self.windows}: micro-batching windows are 0 ms or more")
         for run in self.runs:
@@ -286,12 +289,21 @@ def score_one_timed(run: Path, settings: ServingBenchSettings, n: int = 400, war
     }
 
 
-def over_http(run: Path, settings: ServingBenchSettings, window: float, log=print) -> dict:
+def over_http(run: Path, settings: ServingBenchSettings, window: float, workers: int, log=print) -> dict:
     from mmctr.serve.loadtest import run_loadtest
 
     port = _free_port()
     cmd = [sys.executable, "-m", "mmctr", "serve", "--run", str(run), "--port", str(port)]
-    cmd += ["--threads", "1", "--precision", "fp32", "--batch-window-ms", str(window)]
+    cmd += [
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--batch-window-ms",
+        str(window),
+        "--workers",
+        str(workers),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_healthy(port, proc)
@@ -303,7 +315,7 @@ def over_http(run: Path, settings: ServingBenchSettings, window: float, log=prin
             100_000,
             settings.candidates,
             seed=settings.seed,
-            log=lambda s: log(f"  [{Path(run).name}, window {window:g} ms] {s}"),
+            log=lambda s: log(f"  [{Path(run).name}, window {window:g} ms, workers {workers}] {s}"),
         )
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -342,13 +354,14 @@ def run_serving_bench(settings: ServingBenchSettings, log=print) -> dict[str, An
         for run in settings.runs:
             ip = score_one_timed(Path(run), settings)
             log(f"{run}: score_one in process p50 {ip['p50_ms']:.2f} ms, p99 {ip['p99_ms']:.2f} ms")
-            for w in settings.windows:
-                lt = over_http(Path(run), settings, w, log)
+            for w, workers in [(w, k) for w in settings.windows for k in settings.workers]:
+                lt = over_http(Path(run), settings, w, workers, log)
                 c1 = next((lv for lv in lt["levels"] if lv["concurrency"] == 1), None)
                 result["http"].append(
                     {
                         "run": str(run),
                         "window_ms": w,
+                        "workers": workers,
                         "in_process": ip,
                         "overhead_p50_ms": None if c1 is None else c1["p50_ms"] - ip["p50_ms"],
                         "loadtest": lt,
@@ -402,12 +415,12 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
     if result["http"]:
         lines += [
-            "Over HTTP (`mmctr serve --threads 1 --precision fp32`, loopback; in process: `score_one` on "
+            "Over HTTP (`mmctr serve --threads 1 --precision fp32 --workers W`, loopback; in process: `score_one` on "
             "the same bodies):",
             "",
-            "| run | batch window | concurrency | requests/s | HTTP p50 / p90 / p99 ms | in-process p50 / p99 ms "
+            "| run | batch window | workers | concurrency | requests/s | HTTP p50 / p90 / p99 ms | in-process p50 / p99 ms "
             "| HTTP overhead p50 ms | errors |",
-            "|---|---:|---:|---:|---|---|---:|---:|",
+            "|---|---:|---:|---:|---:|---|---|---:|---:|",
         ]
         for h in result["http"]:
             ip = h["in_process"]
@@ -416,7 +429,7 @@ def render(result: dict[str, Any]) -> str:
             for lv in h["loadtest"]["levels"]:
                 one = lv["concurrency"] == 1
                 lines.append(
-                    f"| {Path(h['run']).name} | {h['window_ms']:g} ms | {lv['concurrency']} | "
+                    f"| {Path(h['run']).name} | {h['window_ms']:g} ms | {h['workers']} | {lv['concurrency']} | "
                     f"{lv['requests_per_s']:.1f} | {lv['p50_ms']:.2f} / {lv['p90_ms']:.2f} / {lv['p99_ms']:.2f} "
                     f"| {inproc if one else ''} | {over if one else ''} | {lv['errors']} |"
                 )
@@ -432,7 +445,7 @@ def plot_load(result: dict[str, Any], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for h in result["http"]:
         levels = h["loadtest"]["levels"]
-        label = f"{Path(h['run']).name}, window {h['window_ms']:g} ms"
+        label = f"{Path(h['run']).name}, window {h['window_ms']:g} ms, workers {h['workers']}"
         x = [lv["requests_per_s"] for lv in levels]
         ax.plot(x, [lv["p50_ms"] for lv in levels], "o-", label=f"{label}: p50")
         ax.plot(x, [lv["p99_ms"] for lv in levels], "^:", label=f"{label}: p99")

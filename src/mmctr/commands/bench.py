@@ -193,6 +193,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="MS",
         help="with --http: micro-batching windows to serve with (`mmctr serve --batch-window-ms`; default 0)",
     )
+    sv.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="W",
+        help="with --http: `mmctr serve --workers` values to serve with (0: on the event loop; default 1)",
+    )
     return p
 
 
@@ -239,6 +247,7 @@ def run_serving(args: argparse.Namespace) -> int:
         concurrency=list(args.concurrency),
         duration=args.duration,
         windows=list(args.windows),
+        workers=list(args.workers),
         overwrite=args.overwrite,
         command="mmctr " + " ".join(shlex.quote(a) for a in args._argv),
     )
