@@ -17,7 +17,13 @@ import torch
 from mmctr.cli import main
 from mmctr.compress import run_items
 from mmctr.compress.distill import DistillConfig, Ensemble, distill_loss
-from mmctr.compress.prune import modality_ablation, prunable_groups, prune_units, unit_scores
+from mmctr.compress.prune import (
+    modality_ablation,
+    prunable_groups,
+    prune_cross_rank,
+    prune_units,
+    unit_scores,
+)
 from mmctr.compress.quant import (
     TECHNIQUES,
     QuantSpec,
@@ -251,6 +257,37 @@ def test_transformer_pruning_keeps_the_cross_columns(tiny_data: Path, runs) -> N
     half, pcfg, _ = prune_units(model, cfg, {"dnn": 0.5}, run_items(runs["teacher"]))
     assert half.head_mlp[0].in_features == model.cross.layers[0].in_features + 8
     assert np.isfinite(predict_split(half, valid)).all()
+
+
+def test_cross_rank_pruning_is_the_truncated_svd_and_serves(tiny_data: Path, runs) -> None:
+    cfg, model, _ = load_run(runs["teacher"])
+    items = run_items(runs["teacher"])
+    dim = model.cross.dim
+    low, lcfg, facts = prune_cross_rank(model, cfg, 8, items)
+    assert lcfg.model_params["cross_rank"] == 8 and facts["cross_weights"] == [3 * dim * dim, 3 * 2 * dim * 8]
+    for full, (v, u), kept in zip(model.cross.layers, low.cross.layers, facts["energy_kept"], strict=True):
+        s = torch.linalg.svdvals(full.weight.double())
+        err = ((full.weight.double() - (u.weight @ v.weight).double()) ** 2).sum()
+        assert float(err) == pytest.approx(float((s[8:] ** 2).sum()), rel=1e-3)  # Eckart-Young: nothing better exists
+        assert kept == pytest.approx(float((s[:8] ** 2).sum() / (s**2).sum()), rel=1e-6)
+        assert torch.equal(u.bias, full.bias)
+    out = runs["tmp"] / "lowrank"
+    argv = ["prune", "--run", str(runs["teacher"]), "--cross-rank", "8", "--finetune-epochs", "0"]
+    assert main([*argv, "--no-progress", "--out", str(out)]) == 0
+    rcfg, reloaded, rfacts = load_run(out)  # rebuilt from config.yaml alone
+    assert rcfg.model_params["cross_rank"] == 8 and rfacts["compress"]["prune"]["cross"]["rank"] == 8
+    valid = load_dataset(tiny_data, splits=("valid",))["valid"]
+    assert np.allclose(predict_split(reloaded, valid), predict_split(low.eval(), valid), atol=1e-6)
+    assert (out / "model.safetensors").stat().st_size < (runs["teacher"] / "model.safetensors").stat().st_size
+    _, req = _served_scores(out, tiny_data)
+    assert np.isfinite(req).all()
+    with pytest.raises(ConfigError, match="already rank 8"):
+        prune_cross_rank(reloaded, rcfg, 4, items)
+    with pytest.raises(ConfigError, match=f"from 1 to {dim - 1}"):
+        prune_cross_rank(model, cfg, dim, items)
+    scfg, student, _ = load_run(runs["student"])
+    with pytest.raises(ConfigError, match="no cross network"):
+        prune_cross_rank(student, scfg, 4, run_items(runs["student"]))
 
 
 def test_pruned_run_is_smaller_and_serves(tiny_data: Path, runs) -> None:

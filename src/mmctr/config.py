@@ -66,7 +66,11 @@ _TRAIN_RANGES: dict[str, tuple[float, float, bool]] = {
 # Model parameters: every size (an int, or a list of ints such as hidden widths) is at least 1 and at
 # most this, except the ones below; every float is finite, a dropout lies in [0, 1).
 _MAX_SIZE = 1 << 20
-_SIZE_RANGES: dict[str, tuple[int, int]] = {"cross_layers": (0, 64), "user_buckets": (1, 1 << 24)}
+_SIZE_RANGES: dict[str, tuple[int, int]] = {
+    "cross_layers": (0, 64),
+    "cross_rank": (0, 1 << 16),
+    "user_buckets": (1, 1 << 24),
+}
 
 
 def _check_range(cls: type, key: str, value: Any, where: str) -> None:

@@ -21,13 +21,21 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Structured pruning: each hidden layer of the named groups (din: dnn, attention; "
         "transformer_dcn: dnn, head) keeps the given share of its units, those with the largest "
         "weight magnitude along the path through them; the narrower model is fine-tuned and written "
-        "as an ordinary run directory (its config lists the new widths). --modalities instead "
+        "as an ordinary run directory (its config lists the new widths). --cross-rank R instead replaces "
+        "each cross layer's weight of a transformer_dcn or sasrec_dcn by its best rank-R factorisation "
+        "(truncated SVD), then fine-tunes the same way. --modalities instead "
         "reports the valid AUC of the run with each of id, tags, embedding, levels removed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--run", type=Path, required=True, help="the trained run to prune")
     p.add_argument(
         "--keep", type=_keep, action="append", default=[], metavar="GROUP=SHARE", help="e.g. dnn=0.5"
+    )
+    p.add_argument(
+        "--cross-rank",
+        type=int,
+        metavar="R",
+        help="low-rank cross layers: each dim × dim weight becomes two rank-R factors (transformer_dcn, sasrec_dcn)",
     )
     p.add_argument("--finetune-epochs", type=int, default=1, help="fine-tuning epochs after pruning")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the run's lr / 10)")
@@ -44,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mmctr.compress import load_source, save_derived
-    from mmctr.compress.prune import modality_ablation, prune_units
+    from mmctr.compress.prune import modality_ablation, prune_cross_rank, prune_units
     from mmctr.errors import ConfigError
     from mmctr.outputs import RUN_DIR, check_out
     from mmctr.training.loop import train
@@ -56,17 +64,33 @@ def run(args: argparse.Namespace) -> int:
         for k, v in res.items():
             print(f"{k:<10} {v:.4f}     {v - res['all']:+.4f}")
         return 0
-    if args.out is None or not args.keep:
-        raise ConfigError("prune: give --keep GROUP=SHARE (e.g. --keep dnn=0.5) and --out, or --modalities")
+    if args.out is None or not (args.keep or args.cross_rank):
+        raise ConfigError(
+            "prune: give --keep GROUP=SHARE (e.g. --keep dnn=0.5) or --cross-rank R, and --out; or --modalities"
+        )
+    if args.finetune_epochs < 0:
+        raise ConfigError("--finetune-epochs must be 0 or more")
     check_out(args.out, RUN_DIR, args.overwrite)
     src = load_source(args.run, args.data, splits=("train", "valid"))
-    pruned, pcfg, widths = prune_units(src.model, src.cfg, dict(args.keep), src.data.items)
+    pruned, pcfg, done = src.model, src.cfg, {}
+    if args.keep:
+        pruned, pcfg, widths = prune_units(pruned, pcfg, dict(args.keep), src.data.items)
+        done.update(keep=dict(args.keep), widths=widths)
+    if args.cross_rank:
+        pruned, pcfg, cross = prune_cross_rank(pruned, pcfg, args.cross_rank, src.data.items)
+        done["cross"] = cross
     cfg = src.finetune_config(args, epochs=args.finetune_epochs, base=pcfg)
     if args.finetune_epochs > 0:
         pruned = train(cfg, src.data, progress=not args.no_progress, model=pruned).model
-    facts = {"prune": {"keep": dict(args.keep), "widths": widths, "finetune_epochs": args.finetune_epochs}}
+    facts = {"prune": {**done, "finetune_epochs": args.finetune_epochs}}
     m = save_derived(args.out, src, cfg, pruned, facts, args.overwrite)
+    what = [f"widths {done['widths']}"] if "widths" in done else []
+    if "cross" in done:
+        c = done["cross"]
+        what.append(
+            f"cross weights {c['cross_weights'][0]:,} -> {c['cross_weights'][1]:,} (rank {c['rank']})"
+        )
     print(
-        f"valid AUC {m['valid_auc']:.4f} (was {src.valid_auc:.4f}); widths {widths}\nrun written to {args.out}"
+        f"valid AUC {m['valid_auc']:.4f} (was {src.valid_auc:.4f}); {'; '.join(what)}\nrun written to {args.out}"
     )
     return 0

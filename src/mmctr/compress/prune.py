@@ -48,7 +48,7 @@ def prunable_groups(model: nn.Module, cfg) -> dict[str, Group]:
             groups["attention"] = Group("attention_hidden", ["attention.first", *rest], "attention.out")
         return groups
     if cfg.model == "transformer_dcn":
-        in_dim = model.cross.layers[0].in_features
+        in_dim = model.cross.dim
         return {
             "dnn": Group("dnn_hidden", _mlp_linears(model, "dnn"), "head_mlp.0", offset=in_dim),
             "head": Group("head_hidden", _mlp_linears(model, "head_mlp"), "head"),
@@ -140,6 +140,50 @@ def prune_units(model: nn.Module, cfg, keep: dict[str, float], items):
     pruned = build_model(new_cfg, items)
     pruned.load_state_dict(state)  # strict: every weight of the narrower model comes from `model`
     return pruned.train(model.training), new_cfg, widths
+
+
+# ----------------------------------------------------------------------------------------------
+# cross layers: low rank
+
+
+@torch.no_grad()
+def prune_cross_rank(model: nn.Module, cfg, rank: int, items):
+    """A copy of a DCNv2 model (transformer_dcn, sasrec_dcn) whose cross weights W (dim × dim) are
+    each replaced by their best rank-`rank` approximation, U·V with U = P·√S and V = √S·Qᵀ from the
+    truncated SVD W = P S Qᵀ; every other weight is copied. Returns (model, config, facts) where
+    facts has each layer's share of ‖W‖² that the kept singular values hold."""
+    from mmctr.training.run_dir import build_model
+
+    cross = getattr(model, "cross", None)
+    if cross is None or not hasattr(cross, "rank"):
+        raise ConfigError(
+            f"--cross-rank: model {cfg.model!r} has no cross network; models with one: transformer_dcn, "
+            "sasrec_dcn"
+        )
+    if cross.rank:
+        raise ConfigError(f"--cross-rank: this run's cross layers are already rank {cross.rank}")
+    if not 1 <= rank < cross.dim:
+        raise ConfigError(
+            f"--cross-rank {rank}: must be from 1 to {cross.dim - 1} (the layers are {cross.dim} wide)"
+        )
+    params = copy.deepcopy(cfg.model_params)
+    params["cross_rank"] = rank
+    new_cfg = dataclasses.replace(cfg, model_params=params)
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("cross.")}
+    kept = []
+    for i, layer in enumerate(cross.layers):
+        p, s, qt = torch.linalg.svd(layer.weight.double(), full_matrices=False)
+        root = s[:rank].sqrt()
+        state[f"cross.layers.{i}.0.weight"] = (root[:, None] * qt[:rank]).float()  # V: (rank, dim)
+        state[f"cross.layers.{i}.1.weight"] = (p[:, :rank] * root[None, :]).float()  # U: (dim, rank)
+        state[f"cross.layers.{i}.1.bias"] = layer.bias.clone()
+        kept.append(float((s[:rank] ** 2).sum() / (s**2).sum()))
+    pruned = build_model(new_cfg, items)
+    pruned.load_state_dict(state)  # strict: every weight comes from `model` or its SVD
+    old = sum(layer.weight.numel() for layer in cross.layers)
+    new = sum(m.weight.numel() for layer in pruned.cross.layers for m in layer)
+    facts = {"rank": rank, "dim": cross.dim, "energy_kept": kept, "cross_weights": [old, new]}
+    return pruned.train(model.training), new_cfg, facts
 
 
 # ----------------------------------------------------------------------------------------------

@@ -371,11 +371,21 @@ class TargetAttention(nn.Module):
 
 
 class CrossNetV2(nn.Module):
-    """DCNv2 cross layers: x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l."""
+    """DCNv2 cross layers: x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l.
 
-    def __init__(self, dim: int, n_layers: int = 3):
+    With `rank` > 0 each W_l is the product of two thin matrices, U_l (dim × rank) · V_l (rank ×
+    dim), as DCN-V2's low-rank variant: 2·dim·rank weights a layer instead of dim². `mmctr prune
+    --cross-rank` makes one from a trained full-rank network (truncated SVD of each W_l)."""
+
+    def __init__(self, dim: int, n_layers: int = 3, rank: int = 0):
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
+        self.dim, self.rank = dim, rank
+        if rank > 0:
+            self.layers = nn.ModuleList(
+                nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Linear(rank, dim)) for _ in range(n_layers)
+            )
+        else:
+            self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_layers))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0

@@ -40,6 +40,7 @@ class SASRecDCNConfig(FeatureConfig):
     causal: bool = True  # SASRec's left-to-right attention; the user vector is the last position's
     context_dim: int = 16  # width of the likes/views (context) embeddings
     cross_layers: int = 3
+    cross_rank: int = 0  # 0: full dim × dim cross weights; r > 0: each the product of two rank-r factors
     dnn_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
     net_dropout: float = 0.1
     batch_norm: bool = True
@@ -61,7 +62,7 @@ class SASRecDCN(nn.Module):
         )
         self.norm = nn.LayerNorm(D)
         in_dim = 2 * D + self.context.out_dim
-        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers, cfg.cross_rank)
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head = nn.Linear(in_dim + self.dnn.out_dim, 1)
 

@@ -44,6 +44,7 @@ class TransformerDCNConfig(FeatureConfig):
     positions: bool = True  # learned embeddings of "k-th most recent", added to every token
     last_k: int = 4  # this many most recent positions are read out one by one
     cross_layers: int = 3
+    cross_rank: int = 0  # 0: full dim × dim cross weights; r > 0: each the product of two rank-r factors
     dnn_hidden: list[int] = field(default_factory=lambda: [1024, 512, 256])
     head_hidden: list[int] = field(default_factory=lambda: [64])
     net_dropout: float = 0.1
@@ -70,7 +71,7 @@ class TransformerDCN(nn.Module):
         )
         self.norm = nn.LayerNorm(cfg.d_model)
         in_dim = D + self.context.out_dim + (cfg.last_k + 1) * cfg.d_model
-        self.cross = CrossNetV2(in_dim, cfg.cross_layers)
+        self.cross = CrossNetV2(in_dim, cfg.cross_layers, cfg.cross_rank)
         self.dnn = MLP(in_dim, cfg.dnn_hidden, dropout=cfg.net_dropout, batch_norm=cfg.batch_norm)
         self.head_mlp = MLP(in_dim + self.dnn.out_dim, cfg.head_hidden, dropout=cfg.net_dropout)
         self.head = nn.Linear(self.head_mlp.out_dim, 1)
