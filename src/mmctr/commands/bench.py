@@ -3,7 +3,10 @@ subprocess per system; writes bench.json, bench.md and auc_latency.png.
 
 `mmctr bench --track1`: Track 1's efficiency-effectiveness table instead: every retriever and every
 index kind on a Track-1 data root (mmctr.bench.retrieval); writes retrieval_bench.json,
-retrieval_bench.md and retrieval_pareto.png."""
+retrieval_bench.md and retrieval_pareto.png.
+
+`mmctr bench --serving RUN ...`: the serving numbers of trained runs (mmctr.bench.serving); writes
+serving_bench.json, serving_bench.md and, with --http, serving_load.png."""
 
 from __future__ import annotations
 
@@ -33,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "peer that is not installed is skipped. Track 1 (--track1): every retriever and every vector "
             "kind of the persistent index on a Track-1 data root: overall and per-task score, index bytes "
             "per page/passage, items indexed per second, query p50/p99 (encode + search) on --threads "
-            "threads (default 1), training minutes; a Pareto plot of score against query latency. An "
-            "option of the other track is refused, not ignored."
+            "threads (default 1), training minutes; a Pareto plot of score against query latency. Serving "
+            "(--serving RUN ...): the serving copies of trained runs side by side, and with --http the "
+            "service under load. An option of another mode is refused, not ignored."
         ),
     )
     p.add_argument(
