@@ -47,7 +47,10 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
         levels = h["loadtest"]["levels"]
         assert [lv["concurrency"] for lv in levels] == [1, 2]
         assert all(lv["errors"] == 0 and lv["requests"] > 0 for lv in levels)
-        assert h["overhead_p50_ms"] == pytest.approx(levels[0]["p50_ms"] - h["in_process"]["p50_ms"])
+        paired = h["in_process"]  # each request over HTTP, then the same one in process
+        assert paired["requests"] == 300 and paired["p50_ms"] > 0
+        assert h["overhead_p50_ms"] == paired["overhead_p50_ms"]
+        assert h["overhead_unpaired_p50_ms"] == pytest.approx(levels[0]["p50_ms"] - paired["p50_ms"])
     md = (out / "serving_bench.md").read_text()
     assert "| fp32 h4 |" in md and "HTTP overhead" in md
     # an earlier output is not replaced without --overwrite

@@ -9,10 +9,10 @@ latency: the FLOPs of the request (counted by torch on the fp32 copy with the sa
 time, and the machine's 1-thread 2048² matmul rate in fp32 and bf16, measured before and after the
 requests in the same run.
 
-Over HTTP (`--http`), for each run and each micro-batching window: `score_one` timed in this
-process on the load test's own request bodies, then `mmctr serve` started as a subprocess on
-127.0.0.1 and load-tested at each concurrency (`mmctr.serve.loadtest`); the HTTP overhead at
-concurrency 1 is the HTTP p50 minus the in-process p50.
+Over HTTP (`--http`), for each run, micro-batching window and worker count: `mmctr serve` started
+as a subprocess on 127.0.0.1; first the HTTP overhead at concurrency 1, paired request by request
+(each body sent to the server, then scored by `score_one` in this process: the median of the
+differences), then the load test at each concurrency (`mmctr.serve.loadtest`).
 
 Every request comes from `mmctr.serving.make_requests` (the load test's bodies too).
 Writes OUT/serving_bench.json, OUT/serving_bench.md and, with --http, OUT/serving_load.png.
@@ -256,18 +256,34 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> 
     raise ConfigError(f"mmctr serve did not answer /healthz within {timeout:.0f} s")
 
 
-def score_one_timed(run: Path, settings: ServingBenchSettings, n: int = 400, warmup: int = 50) -> dict:
-    """`score_one` (what `mmctr serve` calls) on the load test's own bodies, 1 thread, fp32."""
+def paired_overhead(
+    port: int, run: Path, settings: ServingBenchSettings, n: int = 300, warmup: int = 30
+) -> dict:
+    """The HTTP overhead at concurrency 1, paired: each of the load test's bodies is sent to the
+    server (one keep-alive connection, the client in this process), then scored by `score_one` (what
+    the server calls) here on 1 thread, fp32. The overhead is the median of the per-request
+    differences, so a slower minute of the host falls on both sides alike; unpaired p50s measured
+    minutes apart differed by ±2 ms on the 2-core test machine."""
+    import http.client
+
     from mmctr.serve.loadtest import request_bodies
     from mmctr.serve.ranker import RankInput, load_served, score_one
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         served = load_served(run, precision="fp32", candidates=settings.candidates)
         bodies = request_bodies(settings.data, n + warmup, settings.candidates, settings.seed, served.max_len)
-        times = []
+        over, inproc = [], []
         for i, raw in enumerate(bodies):
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/rank", body=raw, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            answer = resp.read()
+            t_http = time.perf_counter() - t0
+            if resp.status != 200:
+                raise ConfigError(f"mmctr serve answered HTTP {resp.status}: {answer[:300]!r}")
             b = json.loads(raw)
             inp = RankInput(
                 hist=np.asarray(b["history"], np.int64)[-served.max_len :],
@@ -278,18 +294,26 @@ def score_one_timed(run: Path, settings: ServingBenchSettings, n: int = 400, war
             )
             t0 = time.perf_counter()
             score_one(served, inp)
+            t_in = time.perf_counter() - t0
             if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
+                over.append((t_http - t_in) * 1e3)
+                inproc.append(t_in * 1e3)
     finally:
+        conn.close()
         torch.set_num_threads(threads)
     return {
-        "requests": len(times),
-        "p50_ms": statistics.median(times),
-        "p99_ms": float(np.percentile(times, 99)),
+        "requests": len(over),
+        "p50_ms": statistics.median(inproc),
+        "p99_ms": float(np.percentile(inproc, 99)),
+        "overhead_p50_ms": statistics.median(over),
+        "overhead_p90_ms": float(np.percentile(over, 90)),
     }
 
 
-def over_http(run: Path, settings: ServingBenchSettings, window: float, workers: int, log=print) -> dict:
+def over_http(
+    run: Path, settings: ServingBenchSettings, window: float, workers: int, log=print
+) -> tuple[dict, dict]:
+    """(the load test's result, the paired overhead at concurrency 1) of one `mmctr serve` process."""
     from mmctr.serve.loadtest import run_loadtest
 
     port = _free_port()
@@ -307,7 +331,12 @@ def over_http(run: Path, settings: ServingBenchSettings, window: float, workers:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_healthy(port, proc)
-        return run_loadtest(
+        paired = paired_overhead(port, run, settings)
+        log(
+            f"  [{Path(run).name}, window {window:g} ms, workers {workers}] paired at concurrency 1: "
+            f"in-process p50 {paired['p50_ms']:.2f} ms, HTTP overhead p50 {paired['overhead_p50_ms']:.2f} ms"
+        )
+        lt = run_loadtest(
             f"http://127.0.0.1:{port}",
             settings.data,
             settings.concurrency,
@@ -317,6 +346,7 @@ def over_http(run: Path, settings: ServingBenchSettings, window: float, workers:
             seed=settings.seed,
             log=lambda s: log(f"  [{Path(run).name}, window {window:g} ms, workers {workers}] {s}"),
         )
+        return lt, paired
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -352,18 +382,19 @@ def run_serving_bench(settings: ServingBenchSettings, log=print) -> dict[str, An
         result["in_process"].append(in_process(Path(run), data, settings, log))
     if settings.http:
         for run in settings.runs:
-            ip = score_one_timed(Path(run), settings)
-            log(f"{run}: score_one in process p50 {ip['p50_ms']:.2f} ms, p99 {ip['p99_ms']:.2f} ms")
             for w, workers in [(w, k) for w in settings.windows for k in settings.workers]:
-                lt = over_http(Path(run), settings, w, workers, log)
+                lt, paired = over_http(Path(run), settings, w, workers, log)
                 c1 = next((lv for lv in lt["levels"] if lv["concurrency"] == 1), None)
                 result["http"].append(
                     {
                         "run": str(run),
                         "window_ms": w,
                         "workers": workers,
-                        "in_process": ip,
-                        "overhead_p50_ms": None if c1 is None else c1["p50_ms"] - ip["p50_ms"],
+                        "in_process": paired,
+                        "overhead_p50_ms": paired["overhead_p50_ms"],
+                        # the load test's concurrency-1 p50 minus the paired in-process p50: not
+                        # paired request by request, so noisier
+                        "overhead_unpaired_p50_ms": None if c1 is None else c1["p50_ms"] - paired["p50_ms"],
                         "loadtest": lt,
                     }
                 )
@@ -415,8 +446,9 @@ def render(result: dict[str, Any]) -> str:
         lines.append("")
     if result["http"]:
         lines += [
-            "Over HTTP (`mmctr serve --threads 1 --precision fp32 --workers W`, loopback; in process: `score_one` on "
-            "the same bodies):",
+            "Over HTTP (`mmctr serve --threads 1 --precision fp32 --workers W`, loopback). In process: `score_one` "
+            "on the same bodies, each right after the same request over HTTP; the overhead is the median of the "
+            "per-request differences:",
             "",
             "| run | batch window | workers | concurrency | requests/s | HTTP p50 / p90 / p99 ms | in-process p50 / p99 ms "
             "| HTTP overhead p50 ms | errors |",
