@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -247,30 +246,24 @@ def markdown(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, table: str) -> None:
-    old = (
-        path.read_text()
-        if path.exists()
-        else "# CTR models on synthetic data\n\n" + BEGIN + "\n" + END + "\n"
-    )
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + table + rest.split(END, 1)[1]
+def write_markdown(
+    path: Path, table: str, begin: str = BEGIN, end: str = END, title: str = "# CTR models on synthetic data"
+) -> None:
+    """Put `table` (which starts with `begin` and ends with `end`) in place of the generated block
+    of `path`; a new file gets `title`, a file without the block gets it appended."""
+    old = path.read_text() if path.exists() else title + "\n\n" + begin + "\n" + end + "\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + table + rest.split(end, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + table + "\n"
     path.write_text(new)
 
 
 def machine() -> str:
-    cpu = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores shared with other jobs, torch {torch.__version__}"
+    from mmctr.host import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores shared with other jobs, torch {torch.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
