@@ -266,8 +266,9 @@ def paired_overhead(
     minutes apart differed by ±2 ms on the 2-core test machine."""
     import http.client
 
+    from mmctr.serve.app import parse_rank
     from mmctr.serve.loadtest import request_bodies
-    from mmctr.serve.ranker import RankInput, load_served, score_one
+    from mmctr.serve.ranker import load_served, score_one
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -284,14 +285,7 @@ def paired_overhead(
             t_http = time.perf_counter() - t0
             if resp.status != 200:
                 raise ConfigError(f"mmctr serve answered HTTP {resp.status}: {answer[:300]!r}")
-            b = json.loads(raw)
-            inp = RankInput(
-                hist=np.asarray(b["history"], np.int64)[-served.max_len :],
-                candidates=np.asarray(b["candidates"], np.int64),
-                likes=np.asarray(b["likes"], np.int64),
-                views=np.asarray(b["views"], np.int64),
-                user_id=int(b["user_id"]),
-            )
+            inp = parse_rank(json.loads(raw), served, settings.candidates)  # as the server reads it
             t0 = time.perf_counter()
             score_one(served, inp)
             t_in = time.perf_counter() - t0
