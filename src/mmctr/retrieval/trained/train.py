@@ -372,10 +372,11 @@ def train_model(
                 loss.backward()
             sum_gradients(params, world)
             opt.step()
-            losses.append(sum_over_ranks(loss.item(), world))
+            losses.append(loss.item())  # this rank's share of the step's loss
+        epoch_loss = sum_over_ranks(float(np.sum(losses)), world) / len(losses)  # one all-reduce an epoch
         held = held_out_score(model, df, pf, d_valid, p_valid, world)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "held_out": held})
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", held_out=f"{held['overall']:.3f}")
+        history.append({"epoch": epoch, "loss": epoch_loss, "held_out": held})
+        bar.set_postfix(loss=f"{epoch_loss:.3f}", held_out=f"{held['overall']:.3f}")
         if held["overall"] > best + 1e-6 or best_state is None:
             best, best_epoch, since = held["overall"], epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
