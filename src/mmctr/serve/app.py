@@ -161,7 +161,9 @@ def _int_array(body: dict[str, Any], name: str, what: str) -> np.ndarray | None:
         return None
     if not isinstance(v, list):
         raise BadRequest(422, name, f"must be an array of {what}, got {_json_type(v)}")
-    if not all(type(x) is int for x in v):  # `type`, not isinstance: true/false are not ids
+    # `type`, not isinstance: true/false are not ids. The set of types is built in C (a few µs for
+    # 100 ids, against 40 for a generator over them); the index of a bad value only on failure.
+    if not set(map(type, v)) <= {int}:
         i = next(i for i, x in enumerate(v) if type(x) is not int)
         raise BadRequest(422, name, f"{name}[{i}] is {_json_type(v[i])}; {name} must hold only {what}")
     try:
@@ -171,6 +173,8 @@ def _int_array(body: dict[str, Any], name: str, what: str) -> np.ndarray | None:
 
 
 def _check_range(arr: np.ndarray, name: str, lo: int, hi: int, what: str) -> None:
+    if not arr.size or (arr.min() >= lo and arr.max() < hi):  # the common case, without a mask
+        return
     bad = np.flatnonzero((arr < lo) | (arr >= hi))
     if bad.size:
         i = int(bad[0])
