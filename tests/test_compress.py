@@ -268,7 +268,8 @@ def test_cross_rank_pruning_is_the_truncated_svd_and_serves(tiny_data: Path, run
     for full, (v, u), kept in zip(model.cross.layers, low.cross.layers, facts["energy_kept"], strict=True):
         s = torch.linalg.svdvals(full.weight.double().detach())
         err = ((full.weight.double() - (u.weight @ v.weight).double()) ** 2).sum().detach()
-        assert float(err) == pytest.approx(float((s[8:] ** 2).sum()), rel=1e-3)  # Eckart-Young: nothing better exists
+        # Eckart-Young: nothing better exists
+        assert float(err) == pytest.approx(float((s[8:] ** 2).sum()), rel=1e-3)
         assert kept == pytest.approx(float((s[:8] ** 2).sum() / (s**2).sum()), rel=1e-6)
         assert torch.equal(u.bias, full.bias)
     out = runs["tmp"] / "lowrank"

@@ -25,9 +25,10 @@ from mmctr.retrieval.retrievers import RETRIEVERS, RetrieverOptions, build_retri
 from mmctr.retrieval.retrievers.hybrid import rrf
 from mmctr.retrieval.retrievers.image import windows
 
-# What runs on generated data with default options: `trained` and `hybrid_trained` need a run
-# (tests/test_retrieval_trained.py), clip and colpali model weights (tests/test_retrieval_models.py).
-PLAIN = [n for n in RETRIEVERS if n not in ("trained", "hybrid_trained", "clip", "colpali")]
+# What runs on generated data with default options: `trained`, `hybrid_trained` and `distilled` need
+# a run (tests/test_retrieval_trained.py, tests/test_retrieval_distill.py), clip and colpali model
+# weights (tests/test_retrieval_models.py).
+PLAIN = [n for n in RETRIEVERS if n not in ("trained", "hybrid_trained", "distilled", "clip", "colpali")]
 
 N_PHOTOS = 6
 KINDS = ("image", "image", "image_question", "image_question", "wit", "wit")

@@ -54,7 +54,13 @@ OUT_KIND = OutputKind(
 JSON_NAME, MD_NAME, PNG_NAME = "retrieval_bench.json", "retrieval_bench.md", "retrieval_pareto.png"
 RANK_K = 10  # R@10 is reported whatever the rules
 WARMUP = 3  # untimed query encodings and searches before the timed ones (first calls pay allocation)
-NEEDS_RUN = ("trained", "hybrid_trained")  # retrievers that cannot run without --run
+NEEDS_RUN = ("trained", "hybrid_trained", "distilled")  # retrievers that cannot run without --run
+# the `kind` of RUN/retrieval_run.json each of them reads: a default list takes only those that fit
+RUN_KINDS = {
+    "trained": "mmctr retrieval two-tower",
+    "hybrid_trained": "mmctr retrieval two-tower",
+    "distilled": "mmctr retrieval distilled",
+}
 # retrievers whose weights come from a model hub or a local path the user names (--option
 # image_encoder=...): asked for by name only, never part of the default list
 NEEDS_WEIGHTS = ("clip", "colpali")
@@ -456,15 +462,31 @@ def resolve_retrievers(names: list[str] | None, run: Path | None) -> list[str]:
     from mmctr.retrieval.retrievers import RETRIEVERS
 
     if names is None:
-        return [n for n in RETRIEVERS if (run is not None or n not in NEEDS_RUN) and n not in NEEDS_WEIGHTS]
+        kind = _run_kind(run)
+        return [
+            n
+            for n in RETRIEVERS
+            if (n not in NEEDS_RUN or (run is not None and kind in (None, RUN_KINDS.get(n))))
+            and n not in NEEDS_WEIGHTS
+        ]
     for n in names:
         if n not in RETRIEVERS:
             raise ConfigError(f"--retrievers {n}: unknown retriever; available: {', '.join(RETRIEVERS)}")
         if n in NEEDS_RUN and run is None:
+            maker = "distill" if n == "distilled" else "train"
             raise ConfigError(
-                f"--retrievers {n}: needs --run RUN (a run directory from `mmctr retrieval train`)"
+                f"--retrievers {n}: needs --run RUN (a run directory from `mmctr retrieval {maker}`)"
             )
     return list(names)
+
+
+def _run_kind(run: Path | None) -> str | None:
+    """The `kind` RUN/retrieval_run.json records; None when there is no run or it says none."""
+    try:
+        d = json.loads((Path(run) / "retrieval_run.json").read_text()) if run is not None else None
+    except (OSError, ValueError):
+        return None
+    return d.get("kind") if isinstance(d, dict) else None
 
 
 def resolve_kinds(kinds: list[str] | None) -> list[str]:

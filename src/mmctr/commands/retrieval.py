@@ -55,11 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "The usual path is synth -> predict -> score; demo runs all three.",
     )
     rsub = p.add_subparsers(dest="retrieval_command", required=True, metavar="SUBCOMMAND")
+    from mmctr.commands.retrieval_distill import add_distill
     from mmctr.commands.retrieval_train import add_train
 
     _add_synth(rsub)
     _add_retrievers(rsub)
     add_train(rsub, _Fmt)
+    add_distill(rsub, _Fmt)
     for add in (_add_predict, _add_score, _add_demo):
         add(rsub)
     from mmctr.commands.retrieval_index import add_index, add_search

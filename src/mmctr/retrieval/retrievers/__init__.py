@@ -21,6 +21,7 @@ from mmctr.retrieval.retrievers.bm25 import BM25Retriever
 from mmctr.retrieval.retrievers.clip import CLIPRetriever
 from mmctr.retrieval.retrievers.colpali import ColPaliRetriever
 from mmctr.retrieval.retrievers.dense import DenseRetriever
+from mmctr.retrieval.retrievers.distilled import DistilledRetriever
 from mmctr.retrieval.retrievers.hybrid import HybridRetriever, HybridTrainedRetriever
 from mmctr.retrieval.retrievers.image import ImageRetriever
 from mmctr.retrieval.retrievers.late import LateInteractionRetriever, late_builder
@@ -100,6 +101,12 @@ RETRIEVERS: dict[str, RetrieverEntry] = {
     "late_pool3": RetrieverEntry(
         "late with token pooling: each candidate's vectors Ward-clustered to at most a third, means kept",
         late_builder(3),
+    ),
+    "distilled": RetrieverEntry(
+        "the single-vector student of a run of `mmctr retrieval distill` (option run / --run RUN): "
+        "attention-pooled MiniLM token vectors, one float32 vector per page or passage, trained to "
+        "rank as late does; M2KR image-only queries fall back to image",
+        DistilledRetriever,
     ),
     "clip": RetrieverEntry(
         "CLIP by hub name or local directory (option image_encoder or text_encoder = clip:NAME_OR_PATH; "

@@ -507,6 +507,14 @@ def load_run(run: Path) -> tuple[TwoTower, dict[str, Any]]:
         cfg_dict = json.loads((run / "config.json").read_text())
     except json.JSONDecodeError as err:
         raise DataError(run, None, f"unreadable run file ({err})") from None
+    kind = info.get("kind") if isinstance(info, dict) else None
+    if kind is not None and kind != "mmctr retrieval two-tower":
+        raise DataError(
+            run / RUN_FILE,
+            "kind",
+            f"{kind!r}, not a two-tower run of `mmctr retrieval train`"
+            + ("; use it with --retriever distilled" if kind == "mmctr retrieval distilled" else ""),
+        )
     known = {f.name for f in fields(TwoTowerConfig)}
     unknown = sorted(set(cfg_dict) - known)
     if unknown:
