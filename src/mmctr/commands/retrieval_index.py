@@ -20,8 +20,10 @@ def add_index(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
         "vectors of the page image and its crops, in FAISS stores. PDFs are rendered page by page "
         "(pypdfium2) and read by their text layer or, for scans, by OCR (rapidocr, offline). "
         "With --index, --add appends pages and --delete removes documents in place, without re-encoding "
-        "what is there. With --run, the index stores a trained run's candidate-tower vectors instead, and "
-        "`mmctr retrieval search` queries them with its query tower (the index records the run).",
+        "what is there. With --run, the index stores a run's candidate-tower vectors instead, and "
+        "`mmctr retrieval search` queries them with its query tower (the index records the run): a "
+        "two-tower run (`mmctr retrieval train`) or a distilled one (`mmctr retrieval distill`: one "
+        "student vector per page from its token vectors; text only, no image search).",
         formatter_class=fmt,
     )
     src = p.add_mutually_exclusive_group()
@@ -41,11 +43,14 @@ def add_index(rsub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter
     p.add_argument(
         "--run",
         type=Path,
-        help="a new index of a trained run's tower vectors (`mmctr retrieval train --out RUN`); "
-        "searches and updates then use that run, which must stay where it is, unchanged",
+        help="a new index of a run's tower vectors (`mmctr retrieval train --out RUN`, or `mmctr "
+        "retrieval distill --out RUN`: text only); searches and updates then use that run, which "
+        "must stay where it is, unchanged",
     )
     p.add_argument(
-        "--doc-text", default="vlm", choices=("vlm", "ocr", "both"), help="MMDocIR page text used (--data)"
+        "--doc-text",
+        choices=("vlm", "ocr", "both"),
+        help="MMDocIR page text used (--data, --add); default: a distilled run's own, else vlm",
     )
     p.add_argument(
         "--text-only", action="store_true", help="a new index without image vectors (faster; no image search)"
@@ -103,7 +108,8 @@ def run_index(args: argparse.Namespace) -> int:
             )
         t0 = time.perf_counter()
         index = DocumentIndex.load(args.index, cache_dir=args.cache_dir, progress=progress)
-        added = index.add(_records(args.add, args.doc_text)) if args.add is not None else 0
+        doc_text = args.doc_text or index.options.doc_text
+        added = index.add(_records(args.add, doc_text)) if args.add is not None else 0
         deleted = index.delete(args.delete) if args.delete else 0
         index.save(args.index, overwrite=True)
         print(
@@ -114,16 +120,16 @@ def run_index(args: argparse.Namespace) -> int:
     if args.out is None or (args.data is None and args.pdf is None and args.images is None):
         raise ConfigError("build an index with --data DATA | --pdf DIR | --images DIR and --out INDEX")
     check_out(args.out, INDEX_DIR, args.overwrite)  # before encoding for minutes
-    if args.data is not None:
-        records = from_data_root(args.data, args.doc_text)
-    elif args.pdf is not None:
-        records = from_pdfs(args.pdf)
-    else:
-        records = from_images(args.images)
     t0 = time.perf_counter()
     index = DocumentIndex(
         args.kind, cache_dir=args.cache_dir, progress=progress, images=not args.text_only, run=args.run
     )
+    if args.data is not None:  # a distilled run's page text unless told: what its student learnt on
+        records = from_data_root(args.data, args.doc_text or index.options.doc_text)
+    elif args.pdf is not None:
+        records = from_pdfs(args.pdf)
+    else:
+        records = from_images(args.images)
     n = index.add(records)
     seconds = time.perf_counter() - t0
     index.save(args.out, overwrite=args.overwrite)
@@ -131,7 +137,8 @@ def run_index(args: argparse.Namespace) -> int:
     print(
         f"{n:,} pages/passages indexed into {args.out} in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f}/s); "
         f"{args.kind} stores: text {b['text'] / 1e6:.2f} MB, image {b['image'] / 1e6:.2f} MB "
-        f"({len(index.image_rows):,} windows)" + (f"; tower vectors of run {args.run}" if args.run else "")
+        f"({len(index.image_rows):,} windows)"
+        + (f"; {'student' if index.distilled else 'tower'} vectors of run {args.run}" if args.run else "")
     )
     return 0
 

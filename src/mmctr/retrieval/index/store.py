@@ -24,6 +24,14 @@ by the model's own field weights for such a query, w_text * cos + w_image * MaxS
 not by rank: the model learnt those weights for that sum. The index has no BM25, so the model's
 sparse fields are left out. The manifest records the run's path and the sha256 of its weights;
 loading refuses a run that moved or changed.
+
+Built with a distilled run (`mmctr retrieval distill --out RUN`), `text.faiss` holds the student's
+one vector per page or passage: its candidate tower over the frozen token vectors of the text
+encoder the run recorded (the `late` retriever's token cache, so pages it has seen are not encoded
+again), and a text query goes through its query tower. The student has no image tower, so such an
+index has no image store: a text+image query is answered by its text (hits say `matched: "text"`),
+an image-only one is refused with a `ConfigError` naming `image`. The manifest (format 3) records
+the run as above, with its kind.
 """
 
 from __future__ import annotations
@@ -44,11 +52,18 @@ from mmctr import __version__
 from mmctr.errors import ConfigError, DataError
 from mmctr.outputs import OutputKind, check_out, move_into_place, temp_beside
 from mmctr.retrieval.index.sources import Record
-from mmctr.retrieval.index.towers import RunTowers, unit
+from mmctr.retrieval.index.towers import (
+    DistilledTowers,
+    RunTowers,
+    Towers,
+    load_towers,
+    unit,
+)
 from mmctr.retrieval.index.vectors import KINDS, VectorStore
 
-# 1: MiniLM / EfficientNet vectors; 2: a run's tower vectors (an older mmctr must not read them as 1)
-FORMAT, FORMAT_RUN = 1, 2
+# 1: MiniLM / EfficientNet vectors; 2: a two-tower run's vectors; 3: a distilled run's (an older
+# mmctr must not read them as another)
+FORMAT, FORMAT_RUN, FORMAT_DISTILLED = 1, 2, 3
 INDEX_DIR = OutputKind(
     "index from `mmctr retrieval index`",
     lambda p: (p / "manifest.json").is_file() and (p / "items.jsonl").is_file(),
@@ -84,15 +99,19 @@ class DocumentIndex:
         cache_dir: Path | None = None,
         progress: bool = False,
         images: bool = True,
-        run: Path | RunTowers | None = None,
+        run: Path | Towers | None = None,
     ):
-        """`run`: a trained run directory (or its loaded towers) whose vectors the index stores;
-        its encoder options replace `text_encoder` / `image_encoder`."""
+        """`run`: a trained or distilled run directory (or its loaded towers) whose vectors the index
+        stores; its encoder options replace `text_encoder` / `image_encoder`. A distilled run's index
+        holds text vectors only, whatever `images` says."""
         if kind not in KINDS:
             raise ConfigError(f"index kind {kind!r}; expected one of {', '.join(KINDS)}")
         self.kind, self.progress, self.images = kind, progress, images
         self.options = _options(text_encoder, image_encoder, cache_dir)
-        self.towers = run if isinstance(run, RunTowers) or run is None else RunTowers(run)
+        self.towers = run if isinstance(run, RunTowers | DistilledTowers) or run is None else load_towers(run)
+        self.distilled = isinstance(self.towers, DistilledTowers)
+        if self.distilled:
+            self.images = False  # the student has no image tower
         self.grids = WINDOW_GRIDS
         if self.towers is not None:
             self.options = self.towers.retriever_options(self.options)
@@ -104,6 +123,7 @@ class DocumentIndex:
         self.image_rows = np.zeros(0, dtype=np.int64)
         self._text_embedder = None
         self._image_embedder = None
+        self._token_encoder = None
 
     # -- encoders (loaded on first use: loading an index to search it does not load a model twice) --
 
@@ -114,6 +134,30 @@ class DocumentIndex:
 
             self._text_embedder = TextEmbedder(self.options)
         return self._text_embedder
+
+    @property
+    def token_encoder(self):
+        """Token vectors for a distilled run's student (the `late` retriever's encoder and cache)."""
+        if self._token_encoder is None:
+            from mmctr.retrieval.retrievers.late import TokenEncoder
+
+            self._token_encoder = TokenEncoder(self.options)
+        return self._token_encoder
+
+    def _text_vectors(self, texts: list[str], query: bool = False) -> np.ndarray:
+        """(n, D) what the text store holds for candidate texts (or searches with, for queries):
+        unit MiniLM vectors, a two-tower run's tower vectors of them, or a distilled run's student
+        vectors of their token vectors."""
+        if self.distilled:
+            enc = self.token_encoder
+            if query:
+                return self.towers.query_tokens(enc.queries(texts).mats)
+            return self.towers.doc_tokens(enc.items(texts).mats)
+        emb = self.text_embedder
+        tv = emb.queries(texts).matrix if query else emb.items(texts).matrix
+        if self.towers is None:
+            return tv
+        return self.towers.query_text(tv) if query else self.towers.doc_text(tv)
 
     @property
     def image_embedder(self):
@@ -176,9 +220,7 @@ class DocumentIndex:
             new.append(r)
         if not new:
             return 0
-        tv = self.text_embedder.items([r.text or " " for r in new]).matrix
-        if self.towers is not None:
-            tv = self.towers.doc_text(tv)
+        tv = self._text_vectors([r.text or " " for r in new])
         if self.text is None:
             self.text = VectorStore(self.kind, tv.shape[1])
         rows = self.text.add(tv)
@@ -243,12 +285,20 @@ class DocumentIndex:
             raise ConfigError("a search needs a text query, an image, or both")
         if k < 1:
             raise ConfigError("k must be at least 1")
+        if self.distilled and not query:
+            raise ConfigError(
+                f"image: this index holds a distilled run's text vectors only ({self.towers.path} has no "
+                "image tower), so it cannot search by image alone; send a text query"
+            )
         depth = max(50, k)
         ranked: dict[str, dict[int, float]] = {}
         q_raw = None
         if query and self.text is not None:
-            q_raw = self.text_embedder.queries([query]).matrix
-            q = self.towers.query_text(q_raw) if self.towers is not None else q_raw
+            if isinstance(self.towers, RunTowers):
+                q_raw = self.text_embedder.queries([query]).matrix  # the field weights read it too
+                q = self.towers.query_text(q_raw)
+            else:
+                q = self._text_vectors([query], query=True)
             s, r = self.text.search(q, depth)
             ranked["text"] = {int(row): float(sc) for row, sc in zip(r[0], s[0], strict=True) if row >= 0}
         if image and self.image is not None:
@@ -260,7 +310,7 @@ class DocumentIndex:
                     row = int(self.image_rows[win])
                     best.setdefault(row, float(sc))
             ranked["image"] = dict(list(best.items())[:depth])
-        if len(ranked) == 2 and self.towers is not None:
+        if len(ranked) == 2 and isinstance(self.towers, RunTowers):
             scores, how = self._weighted(ranked, q_raw), "text+image"
             order = sorted(scores, key=lambda row: (-scores[row], row))
         elif len(ranked) == 2:
@@ -307,7 +357,7 @@ class DocumentIndex:
 
     def manifest(self) -> dict:
         m = {
-            "format": FORMAT if self.towers is None else FORMAT_RUN,
+            "format": FORMAT if self.towers is None else FORMAT_DISTILLED if self.distilled else FORMAT_RUN,
             "mmctr_version": __version__,
             "kind": self.kind,
             "text_encoder": self.options.text_encoder,
@@ -325,7 +375,9 @@ class DocumentIndex:
                 "image": self.image.nbytes() if self.image else 0,
             },
         }
-        if self.towers is not None:
+        if self.distilled:
+            m["run"] = self.towers.manifest_entry()
+        elif self.towers is not None:
             m["run"] = {**self.towers.manifest_entry(), "fusion": "field weights"}
             m["center"] = "center.npy" if self.center is not None else None
         return m
@@ -363,15 +415,17 @@ class DocumentIndex:
                 "not an index (manifest.json, items.jsonl); build one with `mmctr retrieval index`",
             )
         m = json.loads((path / "manifest.json").read_text())
-        if m.get("format") not in (FORMAT, FORMAT_RUN):
+        if m.get("format") not in (FORMAT, FORMAT_RUN, FORMAT_DISTILLED):
             raise DataError(
                 path / "manifest.json",
                 "format",
-                f"is {m.get('format')!r}; this mmctr reads {FORMAT} and {FORMAT_RUN}",
+                f"is {m.get('format')!r}; this mmctr reads {FORMAT}, {FORMAT_RUN} and {FORMAT_DISTILLED}",
             )
         towers = None
         if m["format"] == FORMAT_RUN:
             towers = RunTowers.recorded_in(m.get("run"), path / "manifest.json")
+        elif m["format"] == FORMAT_DISTILLED:
+            towers = DistilledTowers.recorded_in(m.get("run"), path / "manifest.json")
         index = cls(
             m["kind"],
             m["text_encoder"],

@@ -1,16 +1,24 @@
-"""A trained run's towers as the index uses them (`mmctr retrieval index --run RUN`): the candidate
-tower at index time (page text -> `doc_text`, page windows -> `image`), the query tower at search
-time (`query_text`, the photo through the same `image`) and the query's field weights to fuse the
-two. numpy in, numpy out, so the index never handles tensors.
+"""A trained run's towers as the index uses them (`mmctr retrieval index --run RUN`), one adapter
+per run kind, chosen by the kind its `retrieval_run.json` names (`load_towers`):
 
-An index stores vectors that only this model's query tower can search, so it records the run's path
-and the sha256 of its `model.safetensors`, and `recorded` refuses a run that moved or changed.
+- `RunTowers`, a two-tower run (`mmctr retrieval train`): the candidate tower at index time (page
+  text -> `doc_text`, page windows -> `image`), the query tower at search time (`query_text`, the
+  photo through the same `image`) and the query's field weights to fuse the two.
+- `DistilledTowers`, a distilled run (`mmctr retrieval distill`): one vector per page or passage from
+  its frozen token vectors through the student's candidate tower, one per query through its query
+  tower. The student has no image tower, so its index holds text vectors only.
+
+numpy in, numpy out, so the index never handles tensors; the index owns the encoders.
+
+An index stores vectors that only this model's query tower can search, so it records the run's path,
+kind and the sha256 of its `model.safetensors`, and `recorded_in` refuses a run that moved or changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,31 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def recorded_run(entry: dict, manifest: Path) -> Path:
+    """The run directory an index's manifest names (its `run` entry), refused when it is missing or
+    its model changed: the index's vectors came from that exact model."""
+    if not isinstance(entry, dict) or not entry.get("path") or not entry.get("sha256"):
+        raise DataError(manifest, None, "'run' needs 'path' and 'sha256'; rebuild the index with --run")
+    model_file = Path(entry["path"]) / MODEL_FILE
+    if not model_file.is_file():
+        raise DataError(
+            model_file,
+            None,
+            f"not found: the index ({manifest.parent}) was built with this run; restore the run "
+            "there, or rebuild the index with --run",
+        )
+    digest = file_sha256(model_file)
+    if digest != entry["sha256"]:
+        raise DataError(
+            model_file,
+            None,
+            f"changed since the index ({manifest.parent}) was built (sha256 {digest[:12]}..., the "
+            f"index recorded {entry['sha256'][:12]}...): its vectors came from the old model; "
+            "rebuild the index with --run, or restore the run",
+        )
+    return Path(entry["path"])
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -54,28 +87,8 @@ class RunTowers:
 
     @classmethod
     def recorded_in(cls, entry: dict, manifest: Path) -> RunTowers:
-        """The run an index's manifest names, refused when it is missing or its model changed: the
-        index's vectors came from that exact model."""
-        if not isinstance(entry, dict) or not entry.get("path") or not entry.get("sha256"):
-            raise DataError(manifest, None, "'run' needs 'path' and 'sha256'; rebuild the index with --run")
-        model_file = Path(entry["path"]) / MODEL_FILE
-        if not model_file.is_file():
-            raise DataError(
-                model_file,
-                None,
-                f"not found: the index ({manifest.parent}) was built with this run; restore the run "
-                "there, or rebuild the index with --run",
-            )
-        digest = file_sha256(model_file)
-        if digest != entry["sha256"]:
-            raise DataError(
-                model_file,
-                None,
-                f"changed since the index ({manifest.parent}) was built (sha256 {digest[:12]}..., the "
-                f"index recorded {entry['sha256'][:12]}...): its vectors came from the old model; "
-                "rebuild the index with --run, or restore the run",
-            )
-        return cls(Path(entry["path"]))
+        """The run an index's manifest names, refused when it is missing or its model changed."""
+        return cls(recorded_run(entry, manifest))
 
     def manifest_entry(self) -> dict[str, str]:
         return {"path": str(self.path), "sha256": self.sha256}
@@ -120,3 +133,68 @@ class RunTowers:
         with torch.no_grad():
             w = self.model.field_weights(q, torch.tensor([[1.0, 1.0, 1.0]]))[0]
         return float(w[FIELDS.index("dense_passage")]), float(w[FIELDS.index("image")])
+
+
+class DistilledTowers:
+    """The student of a distilled run (`mmctr retrieval distill --out RUN`) and the token options
+    (`text_encoder`, `doc_text`, `query_instruction`) it was distilled with: token matrices in (the
+    `late` retriever's `TokenEncoder` output, which shares its cache), unit vectors out."""
+
+    def __init__(self, run: Path):
+        from mmctr.retrieval.trained.distill import RUN_FILE, TOKEN_OPTIONS, load_student
+
+        self.path = Path(run).resolve()
+        self.model, info = load_student(self.path)
+        self.sha256 = file_sha256(self.path / MODEL_FILE)
+        recorded = info.get("retriever_options")
+        if not isinstance(recorded, dict):
+            raise DataError(self.path / RUN_FILE, None, "has no 'retriever_options'; distil the run again")
+        self.recorded: dict[str, Any] = {k: recorded[k] for k in TOKEN_OPTIONS if k in recorded}
+
+    @classmethod
+    def recorded_in(cls, entry: dict, manifest: Path) -> DistilledTowers:
+        """The run an index's manifest names, refused when it is missing or its model changed."""
+        return cls(recorded_run(entry, manifest))
+
+    def manifest_entry(self) -> dict[str, str]:
+        from mmctr.retrieval.trained.distill import KIND
+
+        return {"path": str(self.path), "sha256": self.sha256, "kind": KIND}
+
+    def retriever_options(self, options):
+        """`options` with the run's token options: the same token vectors the student was distilled on."""
+        return dataclasses.replace(options, **self.recorded)
+
+    def doc_tokens(self, mats: list[np.ndarray]) -> np.ndarray:
+        """Token matrices (n_tokens, D) of n candidate texts -> (n, D) candidate-tower vectors (unit)."""
+        from mmctr.retrieval.trained.distill import text_vectors
+
+        return text_vectors(self.model.candidates, mats, self.model.config.dim)
+
+    def query_tokens(self, mats: list[np.ndarray]) -> np.ndarray:
+        """Token matrices (n_tokens, D) of n query texts -> (n, D) query-tower vectors (unit)."""
+        from mmctr.retrieval.trained.distill import text_vectors
+
+        return text_vectors(self.model.queries, mats, self.model.config.dim)
+
+
+Towers = RunTowers | DistilledTowers
+
+
+def run_kind(run: Path) -> str | None:
+    """The `kind` a run directory's retrieval_run.json names; None where it names none or is
+    unreadable (the adapter's loader then says what is wrong)."""
+    from mmctr.retrieval.trained.train import RUN_FILE
+
+    try:
+        kind = json.loads((Path(run) / RUN_FILE).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def load_towers(run: Path) -> Towers:
+    """The adapter of a run directory, by its kind: a distilled run or (any other) a two-tower run."""
+    from mmctr.retrieval.trained.distill import KIND
+
+    return DistilledTowers(run) if run_kind(run) == KIND else RunTowers(run)

@@ -173,6 +173,12 @@ def encode_all(tower, tokens: Tokens, items: np.ndarray | None = None, block: in
     return torch.cat(out) if out else torch.zeros((0, tokens.rows.shape[1]))
 
 
+def text_vectors(tower, mats: list[np.ndarray], dim: int) -> np.ndarray:
+    """(n, dim) float32 unit vectors of n texts from their (n_tokens, dim) token matrices through
+    `tower` (a student's `candidates` or `queries`): what the persistent index stores and searches."""
+    return encode_all(tower, Tokens.of(mats, dim)).numpy()
+
+
 # ------------------------------------------------------------------------------------------------
 # what training reads: token vectors and the teacher's scores
 
