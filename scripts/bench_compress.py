@@ -96,14 +96,16 @@ def student_name(weight: float, args) -> str:
     return "student" if weight == args.weights[0] else f"student_w{weight:g}"
 
 
-def train_student(data: Dataset, teacher: Path, seed: int, args, weight: float) -> Path:
-    out = args.runs_dir / f"{student_name(weight, args)}_s{seed}"
+def train_student(data: Dataset, teachers: list[Path], seed: int, args, weight: float, name: str) -> Path:
+    """RUNS/{name}_s{seed}: the cheap DIN distilled from `teachers` (one run, or an ensemble: their
+    mean logit) with the teacher term at `weight`."""
+    out = args.runs_dir / f"{name}_s{seed}"
     if not (out / "run.json").exists():
         cfg = resolve_run_config(
             "din", overrides={"model_params": CHEAP, "train": train_overrides(seed, args)}
         )
         dcfg = DistillConfig(temperature=args.temperature, weight=weight)
-        result, facts = distill(cfg, data, [teacher], dcfg, progress=False, log=log_for("student", seed))
+        result, facts = distill(cfg, data, teachers, dcfg, progress=False, log=log_for(name, seed))
         save_run(
             out,
             cfg,
@@ -113,6 +115,51 @@ def train_student(data: Dataset, teacher: Path, seed: int, args, weight: float) 
             {**data_facts(data), "compress": {"distill": facts}},
         )
     return out
+
+
+def train_ensemble_student(data: Dataset, seed: int, args) -> Path:
+    """The cheap DIN distilled from the mean logit of the transformer_dcn runs of --ensemble-seeds
+    (the same teachers for every student seed; an ensemble is allowed as a teacher only)."""
+    teachers = [train_base(data, "transformer_dcn", s, args) for s in args.ensemble_seeds]
+    return train_student(data, teachers, seed, args, args.weights[0], "student_ens")
+
+
+class DeepCTRPeer:
+    """deepctr-torch's DIN (`mmctr.bench.peers_deepctr`) in the cheap DIN's configuration (the
+    organisers' hyperparameters with the 128-64 attention), trained with the same budget on the same
+    rows, its state_dict kept at RUNS/deepctr_din_s{seed}.pt so that a rerun reuses it."""
+
+    name = "deepctr-torch/din att128 (peer)"
+
+    def __init__(self, data: Dataset, seed: int, args):
+        from mmctr.bench.harness import din_hparams
+        from mmctr.bench.peers_deepctr import DeepCTRDIN
+        from mmctr.bench.spec import BenchSettings
+
+        hp = dataclasses.replace(
+            din_hparams(), attention_hidden=CHEAP["attention_hidden"], batch_size=args.batch_size
+        )
+        settings = BenchSettings(data=str(args.data), hparams=hp, epochs=args.epochs, threads=args.threads)
+        self.path = args.runs_dir / f"deepctr_din_s{seed}.pt"
+        self.peer = DeepCTRDIN(data, settings)
+        self.peer.reset(seed)
+        if self.path.exists():
+            self.peer.model.load_state_dict(torch.load(self.path))
+        else:
+            t0 = time.perf_counter()
+            self.peer.fit(args.epochs)
+            print(f"  [deepctr s{seed}] trained in {time.perf_counter() - t0:.0f} s", flush=True)
+            tmp = self.path.with_suffix(".tmp")
+            self.peer.save(tmp)
+            tmp.replace(self.path)
+
+    def valid_auc(self, data: Dataset) -> tuple[float, float]:
+        valid = data["valid"]
+        p = self.peer.predict_valid(16384)
+        return auc(valid.label, p), logloss(valid.label, p)
+
+    def n_params(self) -> int:
+        return self.peer.n_params()[1]
 
 
 def prune_run(data: Dataset, src: Path, seed: int, args) -> Path:
@@ -159,25 +206,33 @@ def score(model: torch.nn.Module, data: Dataset, cap: int | None) -> tuple[float
 
 
 def time_interleaved(
-    models: dict[str, tuple[torch.nn.Module, int | None]], data: Dataset, n: int, warmup: int
+    scorers: dict[str, Any], data: Dataset, n: int, warmup: int
 ) -> dict[str, dict[str, float]]:
-    """p50/p99 ms of each system over the same `n` requests (100 candidates), one thread, fp32
-    serving copies, request i of every system before request i+1."""
+    """p50/p99 ms of each system over the same `n` requests (100 candidates), one thread, request i
+    of every system before request i+1. A scorer is (model, cap), served as an fp32 copy through
+    `mmctr.serving`, or a peer with its own `score_request`; either is timed from the request's
+    numpy arrays to its probabilities."""
     reqs = make_requests(data, warmup + n, 100, seed=2025)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        served = {}
-        for name, (model, cap) in models.items():
-            served[name] = for_serving(model, bf16=False, max_history=cap)
-            warm_up(served[name], candidates=100, max_len=data.max_len)
-        times: dict[str, list[float]] = {k: [] for k in served}
+        calls = {}
+        for name, scorer in scorers.items():
+            if isinstance(scorer, DeepCTRPeer):
+                calls[name] = scorer.peer.score_request
+                continue
+            model, cap = scorer
+            served = for_serving(model, bf16=False, max_history=cap)
+            warm_up(served, candidates=100, max_len=data.max_len)
+            calls[name] = lambda r, s=served: score_request(
+                s, request_batch(r.hist, r.targets, r.likes, r.views)
+            )
+        times: dict[str, list[float]] = {k: [] for k in calls}
         load = os.getloadavg()[0]
         for i, r in enumerate(reqs):
-            b = request_batch(r.hist, r.targets, r.likes, r.views)
-            for name, s in served.items():
+            for name, call in calls.items():
                 t0 = time.perf_counter()
-                score_request(s, b)
+                call(r)
                 if i >= warmup:
                     times[name].append((time.perf_counter() - t0) * 1e3)
     finally:
@@ -200,13 +255,19 @@ def systems_of_seed(data: Dataset, seed: int, args) -> dict[str, tuple[Path, int
         runs[name] = (train_base(data, name, seed, args), None)
     teacher = train_base(data, "transformer_dcn", seed, args)
     cheap = train_base(data, "din_att128", seed, args)
-    student = train_student(data, teacher, seed, args, args.weights[0])
+    student = train_student(data, [teacher], seed, args, args.weights[0], "student")
     runs["transformer_dcn (teacher)"] = (teacher, None)
     runs["din_att128"] = (cheap, None)
     runs[f"din_att128 h{CAP} (cheap)"] = (cheap, CAP)
     runs[f"student h{CAP} (distilled)"] = (student, CAP)
+    if args.ensemble:
+        runs[f"student ens{len(args.ensemble_seeds)} h{CAP} (distilled)"] = (
+            train_ensemble_student(data, seed, args),
+            CAP,
+        )
     for w in args.weights[1:]:
-        runs[f"student w{w:g} h{CAP} (distilled)"] = (train_student(data, teacher, seed, args, w), CAP)
+        student_w = train_student(data, [teacher], seed, args, w, student_name(w, args))
+        runs[f"student w{w:g} h{CAP} (distilled)"] = (student_w, CAP)
     if not args.no_prune or (args.runs_dir / f"student_pruned_s{seed}" / "run.json").exists():
         runs[f"student h{CAP} pruned 50%"] = (prune_run(data, student, seed, args), CAP)
     for scheme in QUANTS:
@@ -244,6 +305,29 @@ def measure_seed(data: Dataset, seed: int, args) -> list[dict[str, Any]]:
             }
         )
         print(f"  [s{seed}] {name}: AUC {a:.4f}, {run_bytes(run):,} bytes", flush=True)
+    if args.peers:
+        peer = DeepCTRPeer(data, seed, args)
+        a, ll = peer.valid_auc(data)
+        # its state_dict, plus the item table (tags, frozen embeddings) it reads as an input file:
+        # the same table our runs store as items.safetensors
+        table = (runs[f"din_att128 h{CAP} (cheap)"][0] / "items.safetensors").stat().st_size
+        models[peer.name] = peer
+        recs.append(
+            {
+                "system": peer.name,
+                "seed": seed,
+                "run": peer.path.name,
+                "model": "deepctr-torch DIN",
+                "model_params": {"attention_hidden": CHEAP["attention_hidden"]},
+                "history_cap": None,
+                "compress": {},
+                "valid_auc": a,
+                "valid_logloss": ll,
+                "params": peer.n_params(),
+                "bytes": peer.path.stat().st_size + table,
+            }
+        )
+        print(f"  [s{seed}] {peer.name}: AUC {a:.4f}", flush=True)
     lat = time_interleaved(models, data, args.requests, args.warmup)
     for r in recs:
         r.update(lat[r["system"]])
@@ -347,6 +431,8 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 def family(name: str) -> str:
     if name in ("pop", "pop_user", "lr"):
         return "counting baselines"
+    if name.startswith("deepctr"):
+        return "peers"
     for f in ("transformer_dcn", "din_att128", "student"):
         if name.startswith(f):
             return {"transformer_dcn": "teacher (transformer_dcn)", "din_att128": "cheap DIN"}.get(
@@ -360,6 +446,7 @@ COLOURS = {
     "teacher (transformer_dcn)": "tab:purple",
     "cheap DIN": "tab:orange",
     "students": "tab:green",
+    "peers": "tab:brown",
     "other": "tab:blue",
 }
 
@@ -423,7 +510,19 @@ def markdown(summary, gaps, recs, meta) -> str:
         f"Data: {meta['data_note']} ({meta['train_rows']:,} of its train rows, drawn once; "
         f"{meta['valid_rows']:,} valid rows). Machine: {meta['machine']}. Every model: {meta['epochs']} epoch, "
         f"batch {meta['batch_size']}, fp32, {meta['threads']} training thread, seeds {meta['seeds']}. "
-        f"Distillation: temperature {meta['temperature']}, teacher-term weights {meta['weights']}.",
+        f"Distillation: temperature {meta['temperature']}, teacher-term weights {meta['weights']}"
+        + (
+            f"; `ens{len(meta['ensemble_seeds'])}`: the teacher is the mean logit of the transformer_dcn runs "
+            f"of seeds {meta['ensemble_seeds']}, the same for every student seed."
+            if meta.get("ensemble_seeds")
+            else "."
+        )
+        + (
+            " Peer: deepctr-torch's DIN with the cheap DIN's hyperparameters and budget, timed from the "
+            "request's arrays like ours; its bytes are its state_dict plus the same item table file."
+            if meta.get("peers")
+            else ""
+        ),
         "",
         "```",
         meta["command"],
@@ -535,6 +634,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[1.0],
         help="teacher-term weights, one student each; the first is the one pruned and quantised",
     )
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also distil a student per seed from the ensemble of the --ensemble-seeds teachers",
+    )
+    p.add_argument("--ensemble-seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="also train and time deepctr-torch's DIN (the `peers` extra) in the cheap configuration",
+    )
     p.add_argument("--no-prune", action="store_true")
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
@@ -548,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_only:
         for seed in args.seeds:
             systems_of_seed(data, seed, args)
+            if args.peers:
+                DeepCTRPeer(data, seed, args)
         return 0
     recs: list[dict[str, Any]] = []
     for seed in args.seeds:
@@ -567,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "temperature": args.temperature,
         "weights": args.weights,
+        "ensemble_seeds": args.ensemble_seeds if args.ensemble else None,
+        "peers": ["deepctr-torch"] if args.peers else [],
         "command": command_line(sys.argv[1:]),
         "full_scale": full_scale_bytes(args.runs_dir),
     }
