@@ -45,6 +45,7 @@ def test_every_option_has_help_and_scales_agree():
         "synth",
         "retrievers",
         "train",
+        "distill",
         "predict",
         "score",
         "demo",
