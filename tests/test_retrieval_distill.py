@@ -188,7 +188,9 @@ def test_existing_out_is_refused_and_a_failed_write_leaves_nothing(trained, tmp_
         assert (tmp / "model.safetensors").exists()  # every file written, the rename not yet made
         raise OSError("disk full")
 
-    monkeypatch.setattr(D, "move_into_place", broken)
+    import mmctr.retrieval.trained.train as two_tower  # the run writer both trainers share
+
+    monkeypatch.setattr(two_tower, "move_into_place", broken)
     out = tmp_path / "run"
     with pytest.raises(OSError, match="disk full"):
         D.save_run(out, model, {}, summary)

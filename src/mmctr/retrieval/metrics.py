@@ -102,6 +102,16 @@ def ndcg(ranking: Sequence[str], gold: Collection[str], k: int = NDCG_K) -> floa
 _RECALL_FN = {"fractional": fractional_recall, "hit": hit}
 
 
+def question_score(
+    ranking: Sequence[Any], gold: Collection[Any], recall: str, rules: str | RuleSet = "final"
+) -> float:
+    """One question's task score: the mean of its R@k over the rules' ks, `recall` "fractional"
+    (MMDocIR) or "hit" (M2KR). `ranking` holds each id once; `gold` is not empty."""
+    recall_fn = _RECALL_FN[recall]
+    ks = get_rules(rules).ks
+    return sum(recall_fn(ranking, gold, k) for k in ks) / len(ks)
+
+
 def _summarise(per_q: list[dict[str, float]], ks: tuple[int, ...]) -> dict[str, Any]:
     n = len(per_q)
     out: dict[str, Any] = {}

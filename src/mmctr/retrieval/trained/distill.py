@@ -54,12 +54,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmctr.errors import ConfigError, DataError
-from mmctr.outputs import OutputKind, check_out, move_into_place, temp_beside
+from mmctr.outputs import OutputKind, check_out
+from mmctr.retrieval.metrics import question_score
 from mmctr.retrieval.retrievers.base import RetrieverOptions, doc_candidates, page_texts, query_text, top_k
 from mmctr.retrieval.retrievers.late import LateInteractionRetriever
 from mmctr.retrieval.trained.model import LowRankResidual
+from mmctr.retrieval.trained.train import RUN_FILE, write_run
 
-RUN_FILE = "retrieval_run.json"
 KIND = "mmctr retrieval distilled"
 TEACHERS = ("late", "late_pool", "late_pool3")  # registry entries that are late-interaction retrievers
 # Retriever options that shape the token vectors; a run records them and the retriever uses them.
@@ -329,15 +330,6 @@ def _nce(logits: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, 0) - torch.logsumexp(logits[gold], 0)
 
 
-def _task_value(ranked: np.ndarray, gold: set[int], fractional: bool) -> float:
-    """Mean of R@1/3/5 (final rules): fractional for MMDocIR, hit rate for M2KR."""
-    vals = []
-    for k in (1, 3, 5):
-        found = len(gold & set(ranked[:k].tolist()))
-        vals.append(found / len(gold) if fractional else float(found > 0))
-    return float(np.mean(vals))
-
-
 def evaluate(model: SingleVectorStudent, d: DistillData, questions: list[int]) -> dict[str, float]:
     """Held-out numbers of `questions`: mean KL to the teacher over their training candidates,
     top-5 agreement with the teacher (M2KR: over the whole pool) and, where gold is known, the
@@ -363,7 +355,7 @@ def evaluate(model: SingleVectorStudent, d: DistillData, questions: list[int]) -
             mine, theirs = top_k(full, AGREEMENT_K), top_k(truth, AGREEMENT_K)
             agree.append(len(set(mine.tolist()) & set(theirs.tolist())) / max(1, len(theirs)))
             if gold:
-                task.append(_task_value(mine, gold, fractional=q.pool is None))
+                task.append(question_score(mine.tolist(), gold, "fractional" if q.pool is None else "hit"))
     out = {"kl": float(np.mean(kls)), "agreement": float(np.mean(agree)), "questions": len(questions)}
     if task:
         out["task_score"] = float(np.mean(task))
@@ -517,24 +509,10 @@ def save_run(
     metrics: dict[str, Any],
     overwrite: bool = False,
 ) -> None:
-    """Write the run directory into a temporary directory beside `out`, then rename it into place:
-    `out` is either absent, the earlier run, or the whole new one; nothing half-written stays."""
-    import shutil
-
-    from safetensors.torch import save_file
-
+    """Write the run directory (`mmctr.retrieval.trained.train.write_run`): `out` is either absent,
+    the earlier run, or the whole new one; nothing half-written stays."""
     check_out(out, RUN_KIND, overwrite)
-    tmp = temp_beside(out)
-    tmp.mkdir(parents=True)
-    try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        (tmp / RUN_FILE).write_text(json.dumps({**run, "kind": KIND}, indent=2) + "\n")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        move_into_place(tmp, out, RUN_KIND, overwrite)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)  # ours: a failed write leaves nothing beside --out
+    write_run(out, RUN_KIND, model, {**run, "kind": KIND}, metrics, overwrite)
 
 
 def load_student(run: Path) -> tuple[SingleVectorStudent, dict[str, Any]]:

@@ -30,6 +30,7 @@ import torch
 
 from mmctr.errors import ConfigError, DataError
 from mmctr.outputs import OutputKind, check_out, move_into_place, temp_beside
+from mmctr.retrieval.metrics import question_score
 from mmctr.retrieval.retrievers.base import RetrieverOptions, TextEmbedder, top_k
 from mmctr.retrieval.trained.features import (
     FIELDS,
@@ -152,17 +153,12 @@ class PassageScorer:
 def _per_question(ranked: list[np.ndarray], gold: list[np.ndarray], fractional: bool) -> list[float]:
     """Each question's mean of R@1/3/5 (the final rules): fractional recall for MMDocIR, hit rate
     for M2KR; questions without a gold are left out."""
-    per_q = []
-    for r, g in zip(ranked, gold, strict=True):
-        g = set(np.asarray(g).tolist())
-        if not g:
-            continue
-        vals = []
-        for k in (1, 3, 5):
-            found = len(g & set(r[:k].tolist()))
-            vals.append(found / len(g) if fractional else float(found > 0))
-        per_q.append(float(np.mean(vals)))
-    return per_q
+    recall = "fractional" if fractional else "hit"
+    return [
+        question_score(r.tolist(), set(np.asarray(g).tolist()), recall)
+        for r, g in zip(ranked, gold, strict=True)
+        if len(g)
+    ]
 
 
 def held_out_score(
@@ -442,7 +438,6 @@ def train_run(
 
     Under torchrun every rank builds the same features (rank 0 first, filling the embedding cache
     that the others then read), trains its share of each batch, and rank 0 alone writes `out`."""
-    from safetensors.torch import save_file
 
     from mmctr.retrieval.data import load_train
 
@@ -478,20 +473,42 @@ def train_run(
     }
     if not world.main:
         return metrics
-    tmp = temp_beside(out)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     run = {
         "kind": "mmctr retrieval two-tower",
         "data": [str(Path(r).resolve()) for r in data_roots],
         "retriever_options": feature_options(options),
         "train_config": asdict(config),
     }
-    (tmp / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    move_into_place(tmp, out, RUN_KIND, overwrite)
+    write_run(out, RUN_KIND, model, run, metrics, overwrite)
     return metrics
+
+
+def write_run(
+    out: Path,
+    kind: OutputKind,
+    model: torch.nn.Module,
+    run: dict[str, Any],
+    metrics: dict[str, Any],
+    overwrite: bool,
+) -> None:
+    """A retrieval run directory (`model.safetensors`, `config.json` from `model.config`, RUN_FILE,
+    `metrics.json`) written into a temporary directory beside `out`, then renamed into place: `out`
+    is either absent, the earlier run, or the whole new one, and a failed write leaves nothing."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = temp_beside(out)
+    tmp.mkdir(parents=True)
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        (tmp / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        move_into_place(tmp, out, kind, overwrite)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)  # ours: nothing half-written stays beside `out`
 
 
 def load_run(run: Path) -> tuple[TwoTower, dict[str, Any]]:
