@@ -283,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/models.json")
-    p.add_argument("--md", type=Path, default=ROOT / "docs/benchmarks/models.md")
+    p.add_argument(
+        "--md",
+        type=Path,
+        default=None,
+        help="markdown file whose BENCH markers get the table (e.g. docs/benchmarks/models.md); "
+        "without it the table is only printed",
+    )
     p.add_argument("--resume", action="store_true", help="keep finished runs found in --out")
     p.add_argument(
         "--runs-dir",
@@ -359,7 +365,11 @@ def write_outputs(
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"meta": meta, "summary": summary, "runs": ordered}, indent=2))
     tmp.replace(args.out)
-    write_markdown(args.md, markdown(summary, meta))
+    table = markdown(summary, meta)
+    if args.md is not None:
+        write_markdown(args.md, table)
+    else:
+        print(table)
 
 
 def retime(data: Dataset, specs: list, done: list[dict[str, Any]], meta: dict[str, Any], args) -> int:
