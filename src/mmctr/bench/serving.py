@@ -155,15 +155,17 @@ def request_flops(model: nn.Module, batch) -> float:
     return float(counter.get_total_flops())
 
 
-def in_process(run: Path, data, settings: ServingBenchSettings, log=print) -> dict[str, Any]:
-    """AUC, latency and achieved GFLOP/s of every option of one run."""
+def in_process(run: Path, data_for, settings: ServingBenchSettings, log=print) -> dict[str, Any]:
+    """AUC, latency and achieved GFLOP/s of every option of one run. `data_for(max_len)` gives the
+    valid split with histories cut at the run's own max_len, as `mmctr serve` cuts a request's."""
     from mmctr.bench.machine import matmul_rate
     from mmctr.serving import cap_history, for_serving, make_requests, request_batch, score_request, warm_up
     from mmctr.training.loop import bf16_is_fast, predict_split
     from mmctr.training.metrics import auc
     from mmctr.training.run_dir import load_run
 
-    cfg, model, _ = load_run(run)
+    cfg, model, facts = load_run(run)
+    data = data_for(int(facts.get("max_len", cfg.train.max_len)))
     with tempfile.TemporaryDirectory(prefix="mmctr-ort-") as tmp:
         options = build_options(model, settings.options, settings.max_history, Path(tmp), log)
         valid = data["valid"]
@@ -371,7 +373,13 @@ def run_serving_bench(settings: ServingBenchSettings, log=print) -> dict[str, An
 
     settings.check()
     check_out(settings.out, SERVING_BENCH_DIR, settings.overwrite)  # before measuring for minutes
-    data = load_dataset(settings.data, max_len=64, splits=("valid",))
+    loaded: dict[int, Any] = {}
+
+    def data_for(max_len: int):
+        if max_len not in loaded:
+            loaded[max_len] = load_dataset(settings.data, max_len=max_len, splits=("valid",))
+        return loaded[max_len]
+
     result: dict[str, Any] = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
@@ -383,7 +391,7 @@ def run_serving_bench(settings: ServingBenchSettings, log=print) -> dict[str, An
     result["settings"]["runs"] = [str(r) for r in settings.runs]
     for run in settings.runs:
         log(f"{run}: serving options in process ...")
-        result["in_process"].append(in_process(Path(run), data, settings, log))
+        result["in_process"].append(in_process(Path(run), data_for, settings, log))
     if settings.http:
         for run in settings.runs:
             for w, workers in [(w, k) for w in settings.windows for k in settings.workers]:
