@@ -184,7 +184,7 @@ def test_empty_history_gives_finite_output(name: str, items: ItemTable, split: S
 @pytest.mark.parametrize("name", NEURAL)
 def test_shared_feature_options(name: str, items: ItemTable, split: SplitArrays) -> None:
     batch = make_batch(split, slice(0, 8))
-    _, plain = make_model(name, items, user_buckets=1000)
+    _, plain = make_model(name, items, use_user_id=False, user_buckets=1000)
     _, rich = make_model(name, items, use_user_id=True, hist_levels=True, use_tags=False, user_buckets=1000)
     for model in (plain, rich):
         model.eval()
@@ -248,3 +248,35 @@ def test_bf16_serving_copy_scores_a_request(name: str, items: ItemTable, split: 
     assert np.abs(score_request(served32, req, bf16=True) - p32).max() < 0.05  # under autocast too
     batch = make_batch(split, slice(0, 8))
     assert torch.allclose(predict(served32, batch), predict(model, batch), atol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_svdpp_logit_is_the_svdpp_formula(alpha: float, items: ItemTable, split: SplitArrays) -> None:
+    """svdpp's logit, recomputed row by row from its weights: biases + mean history bias + the
+    target factor · (user factor + |H|^-alpha * sum of the history factors)."""
+    _, model = make_model("svdpp", items, history_alpha=alpha, user_buckets=1000)
+    with torch.no_grad():  # biases start at zero: give every table values
+        for t in (model.item_bias, model.hist_bias, model.len_bias, model.likes_bias, model.views_bias):
+            t.weight.normal_()
+        model.hist_bias.weight[0] = 0
+        model.bias.fill_(0.3)
+    model.eval()
+    batch = make_batch(split, slice(0, 12))
+    out = predict(model, batch)
+    with torch.no_grad():
+        for r in range(12):
+            h = batch.hist[r][batch.hist[r] > 0]
+            i, u = batch.item_id[r], int(batch.user_id[r]) % 1000
+            pu = model.user.emb.weight[u]
+            user = pu[:-1] + model.hist_items(h).sum(0) / len(h) ** alpha
+            want = (
+                0.3
+                + model.item_bias.weight[i, 0]
+                + model.likes_bias.weight[batch.likes[r], 0]
+                + model.views_bias.weight[batch.views[r], 0]
+                + model.len_bias.weight[len(h), 0]
+                + model.hist_bias.weight[h, 0].mean()
+                + pu[-1]
+                + model.items(i.view(1))[0] @ user
+            )
+            torch.testing.assert_close(out[r], want, rtol=1e-5, atol=1e-5)

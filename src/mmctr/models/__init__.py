@@ -21,6 +21,7 @@ from mmctr.models.pop import Pop
 from mmctr.models.pop_user import PopUser
 from mmctr.models.qin import QIN
 from mmctr.models.sasrec_dcn import SASRecDCN
+from mmctr.models.svdpp import SVDpp
 from mmctr.models.transformer_dcn import TransformerDCN
 
 # The counting baselines come first: every table shows what counting alone gets.
@@ -33,6 +34,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "din_mhta": DINMHTA,
     "sasrec_dcn": SASRecDCN,
     "qin": QIN,
+    "svdpp": SVDpp,
 }
 
 
