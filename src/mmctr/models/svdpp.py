@@ -1,5 +1,7 @@
-"""`svdpp`: SVD++ (Koren, KDD 2008) as a click model. A factor model whose user side is the user's
-own factor plus the normalised sum of the factors of the items in the history, with biases:
+"""SVD++ (Koren, KDD 2008) as a click model: the user is their factor plus their history's factors.
+
+A factor model whose user side is the user's own factor plus the normalised sum of the factors of
+the items in the history, with biases:
 
     logit = b + b_item + b_likes + b_views + b_len(|H|) + mean_{j in H} w_j + b_user
             + q_item · (p_user + |H|^-alpha * sum_{j in H} y_j)
