@@ -63,17 +63,21 @@ def test_serving_bench_cuts_histories_at_each_runs_max_len(tiny_data: Path, tmp_
     """A run trained on its 8 most recent history items is measured on 8, as `mmctr serve` serves it,
     not on the 64 of the organisers' configuration."""
     import torch
-    from helpers import as_if_trained
 
+    from helpers import as_if_trained
     from mmctr.config import resolve_run_config
     from mmctr.training.run_dir import build_model, save_run
 
     short = load_dataset(tiny_data, max_len=8, splits=("valid",))
     assert int(load_dataset(tiny_data, splits=("valid",))["valid"].hist_len.max()) > 8  # the cut matters
-    cfg = resolve_run_config("svdpp", overrides={"model_params": {"user_buckets": 1000}, "train": {"max_len": 8}})
+    cfg = resolve_run_config(
+        "svdpp", overrides={"model_params": {"user_buckets": 1000}, "train": {"max_len": 8}}
+    )
     torch.manual_seed(0)
     model = as_if_trained(build_model(cfg, short.items), 0).eval()
-    run = save_run(tmp_path / "svdpp8", cfg, model, short.items, {}, {"n_items": short.items.n_items, "max_len": 8})
+    run = save_run(
+        tmp_path / "svdpp8", cfg, model, short.items, {}, {"n_items": short.items.n_items, "max_len": 8}
+    )
     out = tmp_path / "sb"
     argv = ["bench", "--serving", str(run), "--data", str(tiny_data), "--out", str(out),
             "--requests", "20", "--warmup-requests", "2", "--serving-options", "fp32"]  # fmt: skip

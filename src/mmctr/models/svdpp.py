@@ -68,10 +68,11 @@ class SVDpp(nn.Module):
             hist = batch.hist  # (B, L), 0 = padding
             mask = (hist > 0).to(q.dtype)
             n = mask.sum(dim=1)  # (B,)
+            n1 = n.clamp(min=1)  # an empty history divides by 1
             y = self.hist_items(hist) * mask.unsqueeze(-1)  # (B, L, D); padding rows are zeroed
-            user = user + y.sum(dim=1) / n.clamp(min=1).pow(self.cfg.history_alpha).unsqueeze(-1)
+            user = user + y.sum(dim=1) / n1.pow(self.cfg.history_alpha).unsqueeze(-1)
             w = self.hist_bias(hist).squeeze(-1) * mask  # (B, L)
-            logit = logit + w.sum(dim=1) / n.clamp(min=1)
+            logit = logit + w.sum(dim=1) / n1
             logit = logit + self.len_bias(n.long().clamp(max=SEQ_LEN)).squeeze(-1)
         if self.user is not None:
             pu = self.user(batch.user_id)  # (B, D + 1)
