@@ -10,9 +10,9 @@ Stages (run separately; each updates its own key of the JSON):
           time and peak RSS
   render  rewrite the tables in the markdown from the JSON
 
-    python scripts/bench_embed.py speed --data /tmp/mmctr_small
-    python scripts/bench_embed.py auc --data /tmp/mmctr_small --epochs 3
-    python scripts/bench_embed.py full --data /tmp/mmctr_full --image-size 64 --precision bf16
+    python scripts/bench_embed.py speed --data DATA
+    python scripts/bench_embed.py auc --data DATA --epochs 3
+    python scripts/bench_embed.py full --data DATA_FULL --image-size 64 --precision bf16
     python scripts/bench_embed.py render
 """
 
@@ -493,7 +493,9 @@ def stage_render(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=("speed", "auc", "full", "render"))
-    p.add_argument("--data", type=Path, default=Path("/tmp/mmctr_small"))
+    p.add_argument(
+        "--data", type=Path, required=True, help="data root (mmctr generate or a converted dataset)"
+    )
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", default="2025")
     p.add_argument("--only", help="regex: run only the matching rows")
@@ -511,4 +513,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mmctr.errors import script_exit
+
+    script_exit(main)

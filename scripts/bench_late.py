@@ -11,8 +11,8 @@ every factor), so the M2KR column `img+q` (image_question queries, ranked by tex
 late and dense) is where token pooling shows on M2KR. Latency: per-query search p50/p99 (MMDocIR:
 inside the question's document; M2KR: text queries over the whole pool) and query encoding p50.
 
-    OPENBLAS_NUM_THREADS=1 python scripts/bench_late.py /tmp/t1_seed2 --factors 1 2 3 \
-        --global-factors 2.5 3 --json /tmp/late_bench.json
+    OPENBLAS_NUM_THREADS=1 python scripts/bench_late.py T1_DATA --factors 1 2 3 \
+        --global-factors 2.5 3 --json WORK/late_bench.json
 """
 
 from __future__ import annotations
@@ -143,4 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mmctr.errors import script_exit
+
+    script_exit(main)

@@ -3,7 +3,7 @@
 This wrapper keeps the old command line working: DATA first, then the options of
 `mmctr bench --track1` (see `mmctr bench --help`).
 
-    python scripts/bench_retrieval.py /tmp/t1_small --out /tmp/t1_bench --retrievers bm25 dense
+    python scripts/bench_retrieval.py T1_DATA --out WORK/t1_bench --retrievers bm25 dense
 """
 
 from __future__ import annotations

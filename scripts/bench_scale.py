@@ -151,4 +151,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mmctr.errors import script_exit
+
+    script_exit(main)

@@ -1,6 +1,6 @@
 """Full-scale memory and speed: load a full-size data root (3.6M train rows) and train the DIN.
 
-    python scripts/full_scale.py --data /tmp/mmctr_full [--steps 200 | --epoch] [--fp32]
+    python scripts/full_scale.py --data DATA_FULL [--steps 200 | --epoch] [--fp32]
 
 Prints load time, peak RSS after loading, train samples/s and peak RSS while training, as JSON.
 """
@@ -88,4 +88,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from mmctr.errors import script_exit
+
+    script_exit(main)

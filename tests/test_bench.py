@@ -157,3 +157,26 @@ def test_bench_with_installed_peers(tiny_data: Path, tmp_path: Path) -> None:
     records = _check_records(out, {"mmctr/din", *(f"{p}/din" for p in peers)})
     ours = next(r for r in records if r["system"] == "mmctr/din")
     assert set(ours["vs"]) == {f"{p}/din" for p in peers}
+
+
+SCRIPT_ARGS = {  # what each script needs besides --data to get as far as reading it
+    "bench_models.py": ["--out", "{tmp}/out.json"],
+    "bench_compress.py": ["--runs-dir", "{tmp}/runs", "--out", "{tmp}/out.json"],
+    "full_scale.py": [],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_ARGS))
+def test_bench_script_on_a_wrong_data_root_says_so_without_a_traceback(script: str, tmp_path: Path) -> None:
+    """The benchmark scripts end bad input as `mmctr` does: one line naming the path, exit status 2."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["--data", str(tmp_path), *(a.format(tmp=tmp_path) for a in SCRIPT_ARGS[script])]
+    proc = subprocess.run(
+        [sys.executable, str(root / "scripts" / script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"{script}: error: {tmp_path}"), proc.stderr
+    assert not (tmp_path / "out.json").exists()

@@ -30,3 +30,17 @@ def warn(message: str) -> None:
     import sys
 
     print(f"mmctr: warning: {message}", file=sys.stderr, flush=True)
+
+
+def script_exit(run) -> None:
+    """Run a script's `main` as `mmctr` runs a command, then exit: an MMCTRError (a wrong data root,
+    a malformed file) is one line on stderr and exit status 2, not a traceback."""
+    import sys
+    from pathlib import Path
+
+    try:
+        code = run()
+    except MMCTRError as err:
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(int(code or 0))
