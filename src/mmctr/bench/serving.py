@@ -266,27 +266,23 @@ def paired_overhead(
     the server calls) here on 1 thread, fp32. The overhead is the median of the per-request
     differences, so a slower minute of the host falls on both sides alike; unpaired p50s measured
     minutes apart differed by ±2 ms on the 2-core test machine."""
-    import http.client
-
     from mmctr.serve.app import parse_rank
-    from mmctr.serve.loadtest import request_bodies
+    from mmctr.serve.loadtest import BlockingConnection, parse_target, request_bodies
     from mmctr.serve.ranker import load_served, score_one
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn = BlockingConnection(parse_target(f"http://127.0.0.1:{port}"))
     try:
         served = load_served(run, precision="fp32", candidates=settings.candidates)
         bodies = request_bodies(settings.data, n + warmup, settings.candidates, settings.seed, served.max_len)
         over, inproc, handler = [], [], []
         for i, raw in enumerate(bodies):
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/rank", body=raw, headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            answer = resp.read()
+            status, answer = conn.request("POST", "/v1/rank", raw)
             t_http = time.perf_counter() - t0
-            if resp.status != 200:
-                raise ConfigError(f"mmctr serve answered HTTP {resp.status}: {answer[:300]!r}")
+            if status != 200:
+                raise ConfigError(f"mmctr serve answered HTTP {status}: {answer[:300]!r}")
             inp = parse_rank(json.loads(raw), served, settings.candidates)  # as the server reads it
             t0 = time.perf_counter()
             score_one(served, inp)

@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import time
 import urllib.parse
 from collections import Counter
@@ -87,6 +88,37 @@ class ProtocolError(Exception):
     pass
 
 
+def _request_bytes(target: Target, method: str, path: str, body: bytes) -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def _status(line: bytes) -> int:
+    if not line:
+        raise ProtocolError("the server closed the connection")
+    try:
+        return int(line.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"not an HTTP status line: {line[:80]!r}") from None
+
+
+def _header(h: bytes, length: int | None, close: bool) -> tuple[int | None, bool]:
+    """(Content-Length, Connection: close) updated by one header line."""
+    name, _, value = h.partition(b":")
+    name = name.strip().lower()
+    if name == b"content-length":
+        return int(value), close
+    if name == b"connection" and value.strip().lower() == b"close":
+        return length, True
+    return length, close
+
+
+END_OF_HEAD = (b"\r\n", b"\n", b"")
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection. Responses must carry Content-Length (the service's do)."""
 
@@ -106,32 +138,50 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             await self.open()
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.target.host_header}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode("ascii") + body)
-        line = await self.reader.readline()
-        if not line:
-            raise ProtocolError("the server closed the connection")
-        try:
-            status = int(line.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            raise ProtocolError(f"not an HTTP status line: {line[:80]!r}") from None
+        self.writer.write(_request_bytes(self.target, method, path, body))
+        status = _status(await self.reader.readline())
         length, close = None, False
-        while True:
-            h = await self.reader.readline()
-            if h in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = h.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
+        while (h := await self.reader.readline()) not in END_OF_HEAD:
+            length, close = _header(h, length, close)
         if length is None:
             raise ProtocolError("response without Content-Length")
         data = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, data
+
+
+class BlockingConnection:
+    """The same client without asyncio, one request at a time (the paired overhead of `mmctr bench
+    --serving`). Lean on purpose: the standard library's http.client parses every response's headers
+    with the email package, and that is measured with the server."""
+
+    def __init__(self, target: Target, timeout: float = 120.0):
+        self.target, self.timeout = target, timeout
+        self.sock: socket.socket | None = None
+        self.file = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.file.close()
+            self.sock.close()
+        self.sock = self.file = None
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection((self.target.host, self.target.port), self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.file = self.sock.makefile("rb")
+        self.sock.sendall(_request_bytes(self.target, method, path, body))
+        status = _status(self.file.readline())
+        length, close = None, False
+        while (h := self.file.readline()) not in END_OF_HEAD:
+            length, close = _header(h, length, close)
+        if length is None:
+            raise ProtocolError("response without Content-Length")
+        data = self.file.read(length)
+        if len(data) < length:
+            raise ProtocolError("the server closed the connection mid-response")
         if close:
             self.close()
         return status, data
