@@ -168,6 +168,8 @@ _OK = {"history": [1, 2, 3], "candidates": [4, 5, 6]}
         ({**_OK, "candidates": [-3]}, 422, "candidates"),
         ({**_OK, "candidates": [2**70]}, 422, "candidates"),
         ({**_OK, "history": [1, 99999]}, 422, "history"),
+        ({**_OK, "history": [1, -(2**70)]}, 422, "history"),
+        ({**_OK, "views": [1, 2, -1]}, 422, "views"),
         ({**_OK, "candidates": "4,5"}, 422, "candidates"),
         ({**_OK, "candidates": [4, "5"]}, 422, "candidates"),
         ({**_OK, "candidates": [4, 5.0]}, 422, "candidates"),
@@ -195,6 +197,24 @@ def test_bad_rank_requests_get_4xx_naming_the_field(
     answer = resp.json()
     assert answer["field"] == field and answer["error"], answer
     assert "Traceback" not in resp.text
+
+
+def test_parse_rank_drops_padding_keeps_the_latest_items_and_names_the_bad_index(runs, loader) -> None:
+    from mmctr.serve.app import BadRequest, parse_rank
+
+    served = loader(runs[0])
+    cut = served.max_len
+    hist = [0, 0] + [1 + i % 7 for i in range(cut + 5)]  # padding, then more items than the run keeps
+    inp = parse_rank({"history": hist, "candidates": [4, 5], "likes": [0, 10]}, served, 50)
+    assert inp.hist.dtype == np.int64 and inp.candidates.dtype == np.int64
+    assert inp.hist.tolist() == [h for h in hist if h][-cut:]  # the most recent, as in training
+    assert inp.likes.tolist() == [0, 10] and inp.views is None
+    empty = parse_rank({"candidates": [4]}, served, 50)
+    assert empty.hist.shape == (0,) and empty.user_id == 0
+    with pytest.raises(BadRequest, match=r"candidates\[2\] = 401 is not an item id"):
+        parse_rank({"candidates": [4, 5, _N, 6]}, served, 50)
+    with pytest.raises(BadRequest, match=r"history\[1\] = -1 is not an item id .* or 0"):
+        parse_rank({"candidates": [4], "history": [3, -1]}, served, 50)
 
 
 def test_body_over_the_limit_without_content_length_is_413(client: TestClient) -> None:
@@ -465,3 +485,41 @@ def test_cli_server_reloads_on_sighup_and_drains_on_sigterm(runs, tmp_path: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_blocking_client_keeps_alive_reconnects_after_close_and_refuses_no_length() -> None:
+    """The lean client of `mmctr bench --serving`'s paired overhead, against a scripted server."""
+    from mmctr.serve.loadtest import BlockingConnection, ProtocolError
+
+    replies = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 422 Unprocessable\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext",  # on a new connection
+        b"HTTP/1.1 200 OK\r\n\r\nno length",
+    ]
+    srv = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve() -> None:
+        for conn_replies in (replies[:2], replies[2:]):
+            conn, _ = srv.accept()
+            accepted.append(conn)
+            with conn:
+                for reply in conn_replies:
+                    conn.recv(65536)  # one request (small: one segment)
+                    conn.sendall(reply)
+                conn.recv(65536)  # until the client closes
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = BlockingConnection(parse_target(f"http://127.0.0.1:{srv.getsockname()[1]}"), timeout=10)
+    try:
+        assert client.request("POST", "/v1/rank", b"{}") == (200, b"ok")
+        assert client.request("POST", "/v1/rank", b"{}") == (422, b"bad")  # then it closes
+        assert client.request("GET", "/healthz") == (200, b"next")
+        assert len(accepted) == 2
+        with pytest.raises(ProtocolError, match="Content-Length"):
+            client.request("GET", "/healthz")
+    finally:
+        client.close()
+        srv.close()

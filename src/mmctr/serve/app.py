@@ -221,6 +221,15 @@ def parse_rank(body: dict[str, Any], served: ServedModel, max_candidates: int) -
     )
 
 
+def ranked_items(candidates: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
+    """/v1/rank's answer: the candidates with their probabilities, best first (ties in request order)."""
+    order = np.argsort(-probs, kind="stable")
+    return [
+        {"item_id": i, "score": s}
+        for i, s in zip(candidates[order].tolist(), probs[order].tolist(), strict=True)
+    ]
+
+
 def parse_search(body: dict[str, Any]) -> tuple[str | None, bytes | None, int]:
     _check_known(body, SEARCH_FIELDS)
     query, image, k = body.get("query"), body.get("image"), body.get("k", 5)
@@ -291,11 +300,7 @@ class Service:
             probs = score_one(served, inp)
         else:
             probs = await asyncio.get_running_loop().run_in_executor(self.executor, score_one, served, inp)
-        order = np.argsort(-probs, kind="stable")
-        items = [
-            {"item_id": i, "score": s}
-            for i, s in zip(inp.candidates[order].tolist(), probs[order].tolist(), strict=True)
-        ]
+        items = ranked_items(inp.candidates, probs)
         ms = round((time.perf_counter() - t0) * 1e3, 3)
         return FastJSONResponse({"items": items, "model": served.name, "version": served.version, "ms": ms})
 
