@@ -1,19 +1,19 @@
 """How much of `mmctr serve`'s HTTP overhead is the time the model keeps the threads waiting.
 
 The model is replaced by a stub that answers a fixed probability vector after `--pause-ms`: at
-once (`none`), after sleeping (`sleep`), or after a busy loop (`spin`). One keep-alive `http.client`
+once (`none`), after sleeping (`sleep`), or after a busy loop (`spin`). One keep-alive HTTP/1.1
 connection sends the load test's bodies; for each request the round trip minus the `ms` the server
 reports (body read to response built) is the time spent outside the handler: HTTP, uvicorn, the
 client. If that time grows with the pause alone, what it measures is threads and (virtual) CPUs
-waking up after waiting, not the code on the request path.
+waking up after waiting, or the same code running slower after the pause: the last rows time the
+handler's own code in this process, with no HTTP, back to back and after the same pauses.
 
-    python scripts/bench_http_wakeup.py --run RUN --data DATA [--pause-ms 17] [--rounds 2]
+    python scripts/bench_http_wakeup.py --run RUN --data DATA [--pause-ms 17] [--rounds 2] [--client block poll]
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import socket
@@ -53,29 +53,94 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def outside_handler(port: int, bodies: list[bytes], n: int, warmup: int) -> float:
+def roundtrip(sock: socket.socket, request: bytes, poll: bool) -> tuple[int, bytes]:
+    """Send one HTTP/1.1 request on a keep-alive socket and read the whole response. With `poll` the
+    client never sleeps: it asks the socket for data in a loop (MSG_DONTWAIT) instead of blocking in
+    recv, so its CPU is never idle while the server works."""
+    sock.sendall(request)
+    buf, need = b"", -1
+    flags = socket.MSG_DONTWAIT if poll else 0
+    while need < 0 or len(buf) < need:
+        try:
+            chunk = sock.recv(1 << 16, flags)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        buf += chunk
+        end = buf.find(b"\r\n\r\n")
+        if need < 0 and end >= 0:
+            head = buf[:end].decode("latin-1").lower().split("\r\n")
+            length = next(int(h.split(":", 1)[1]) for h in head if h.startswith("content-length:"))
+            need = end + 4 + length
+    status = int(buf.split(b" ", 2)[1])
+    return status, buf[buf.find(b"\r\n\r\n") + 4 :]
+
+
+def outside_handler(port: int, bodies: list[bytes], n: int, warmup: int, poll: bool) -> float:
     for _ in range(600):
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.connect()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
             break
         except OSError:
             time.sleep(0.05)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     out = []
     for i in range(warmup + n):
-        t0 = time.perf_counter()
-        conn.request(
-            "POST", "/v1/rank", body=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}
+        body = bodies[i % len(bodies)]
+        request = (
+            b"POST /v1/rank HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
-        resp = conn.getresponse()
-        answer = resp.read()
+        t0 = time.perf_counter()
+        status, answer = roundtrip(sock, request, poll)
         t = (time.perf_counter() - t0) * 1e3
-        if resp.status != 200:
-            raise SystemExit(f"the server answered HTTP {resp.status}: {answer[:200]!r}")
+        if status != 200:
+            raise SystemExit(f"the server answered HTTP {status}: {answer[:200]!r}")
         if i >= warmup:
             out.append(t - json.loads(answer)["ms"])
-    conn.close()
+    sock.close()
     return statistics.median(out)
+
+
+def pause(mode: str, seconds: float) -> None:
+    if mode == "sleep":
+        time.sleep(seconds)
+    elif mode == "spin":
+        t = time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            pass
+
+
+def in_process(run: Path, bodies: list[bytes], n: int, seconds: float) -> dict[str, float]:
+    """The handler's own code (body parse, `parse_rank`, the ranked answer and its JSON), no HTTP and no
+    model, timed back to back and right after a pause of each kind: median ms per request."""
+    import numpy as np
+
+    from mmctr.serve.app import FastJSONResponse, _loads, parse_rank, ranked_items
+    from mmctr.serve.ranker import load_served
+
+    served = load_served(run, precision="fp32")
+    fixed = np.random.default_rng(0).random(1000).astype(np.float32)
+
+    def handler_code(raw: bytes) -> None:
+        inp = parse_rank(_loads(raw), served, 1000)
+        items = ranked_items(inp.candidates, fixed[: len(inp.candidates)])
+        FastJSONResponse({"items": items, "model": served.name, "version": served.version, "ms": 0.0})
+
+    for raw in bodies[:30]:
+        handler_code(raw)
+    out = {}
+    for mode in ("none", "sleep", "spin"):
+        times = []
+        for i in range(n):
+            pause(mode, seconds)
+            t0 = time.perf_counter()
+            handler_code(bodies[i % len(bodies)])
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[mode] = round(statistics.median(times), 3)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--client",
+        choices=("block", "poll"),
+        nargs="+",
+        default=["block"],
+        help="block: the client waits in recv (as any HTTP client does); poll: it spins on the socket",
+    )
     args = p.parse_args(argv)
     from mmctr.serve.loadtest import request_bodies
 
     bodies = request_bodies(args.data, 200, 100, 0, 64)
     res: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for mode in ("none", "sleep", "spin"):
+        for mode, client in [(m, c) for m in ("none", "sleep", "spin") for c in args.client]:
             port = free_port()
             cmd = [
                 sys.executable,
@@ -106,13 +178,18 @@ def main(argv: list[str] | None = None) -> int:
             ]
             proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
             try:
-                res.setdefault(mode, []).append(round(outside_handler(port, bodies, args.requests, 30), 3))
+                ms = outside_handler(port, bodies, args.requests, 30, client == "poll")
+                res.setdefault(f"{mode:5s} client {client}", []).append(round(ms, 3))
             finally:
                 proc.terminate()
                 proc.wait()
-    print(f"outside the handler, median ms per round (workers {args.workers}, pause {args.pause_ms:g} ms):")
+        for mode, ms in in_process(args.run, bodies, args.requests, args.pause_ms / 1e3).items():
+            res.setdefault(f"{mode:5s} in process, the handler's code alone", []).append(ms)
+    print(
+        f"median ms per round (workers {args.workers}, pause {args.pause_ms:g} ms); over HTTP: outside the handler"
+    )
     for mode, values in res.items():
-        print(f"  {mode:5s} {values}")
+        print(f"  {mode} {values}")
     return 0
 
 
