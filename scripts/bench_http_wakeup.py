@@ -30,16 +30,13 @@ import numpy as np, torch, uvicorn
 torch.set_num_threads(1)
 import mmctr.serve.app as appmod
 from mmctr.serve.ranker import Ranker, load_served
-port, workers, mode, pause, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+port, workers, mode, seconds, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+sys.path.insert(0, sys.argv[6])
+from bench_http_wakeup import pause  # this script's own pause, imported by the server process
 served = load_served(Path(run), precision="fp32")
 fixed = np.random.default_rng(0).random(1000).astype(np.float32)
 def stub(s, inp):
-    if mode == "sleep":
-        time.sleep(pause)
-    elif mode == "spin":
-        t = time.perf_counter()
-        while time.perf_counter() - t < pause:
-            pass
+    pause(mode, seconds)
     return fixed[: len(inp.candidates)]
 appmod.score_one = stub  # what Service.ranked calls
 app = appmod.create_app(Ranker(served, None), appmod.ServeSettings(workers=workers))
@@ -175,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode,
                 str(args.pause_ms / 1e3),
                 str(args.run),
+                str(Path(__file__).resolve().parent),
             ]
             proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
             try:
