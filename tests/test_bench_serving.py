@@ -51,6 +51,9 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
         assert paired["requests"] == 300 and paired["p50_ms"] > 0
         assert h["overhead_p50_ms"] == paired["overhead_p50_ms"]
         assert paired["outside_handler_p50_ms"] > 0  # a round trip costs something beyond the handler
+        # the overhead is taken against the server's own model time, not the in-process one
+        assert paired["model_time"] == "server" and paired["server_model_p50_ms"] > 0
+        assert paired["overhead_p50_ms"] > 0 and "overhead_vs_in_process_p50_ms" in paired
         assert h["overhead_unpaired_p50_ms"] == pytest.approx(levels[0]["p50_ms"] - paired["p50_ms"])
     md = (out / "serving_bench.md").read_text()
     assert "| fp32 h4 |" in md and "HTTP overhead" in md

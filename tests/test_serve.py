@@ -117,6 +117,7 @@ def test_rank_answers_the_in_process_scores(client: TestClient, requests_) -> No
         resp = client.post("/v1/rank", json=_body(r))
         assert resp.status_code == 200, resp.text
         _check_ranked(resp.json(), served, r)
+        assert 0 < resp.json()["model_ms"] <= resp.json()["ms"]  # the model's part of the handler's time
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == "din" and health["index"] is False
 
@@ -348,7 +349,9 @@ def test_real_server_ranks_reloads_under_load_and_counts(
     app = create_app(Ranker(a, loader), ServeSettings(batch_window_ms=2.0, workers=1))
     with _uvicorn_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         r = requests_[0]
-        _check_ranked(http.post("/v1/rank", json=_body(r)).json(), a, r)
+        answer = http.post("/v1/rank", json=_body(r)).json()
+        _check_ranked(answer, a, r)
+        assert answer["model_ms"] is None and answer["ms"] > 0  # a micro-batch's forward is shared
 
         statuses: list[int] = []
         versions: set[str] = set()

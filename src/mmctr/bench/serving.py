@@ -261,11 +261,13 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> 
 def paired_overhead(
     port: int, run: Path, settings: ServingBenchSettings, n: int = 300, warmup: int = 30
 ) -> dict:
-    """The HTTP overhead at concurrency 1, paired: each of the load test's bodies is sent to the
-    server (one keep-alive connection, the client in this process), then scored by `score_one` (what
-    the server calls) here on 1 thread, fp32. The overhead is the median of the per-request
-    differences, so a slower minute of the host falls on both sides alike; unpaired p50s measured
-    minutes apart differed by ±2 ms on the 2-core test machine."""
+    """The HTTP overhead at concurrency 1: each of the load test's bodies is sent to the server (one
+    keep-alive connection, the client in this process); the overhead of a request is its round trip
+    minus the time the server's model took for it (`model_ms`, measured on the thread that ran it).
+    The same body is then scored by `score_one` here on 1 thread, fp32, for the in-process p50/p99
+    (and in place of the server's model time under micro-batching, where the server has none).
+    (Until 2026-12-01 the overhead was the round trip minus that in-process time: paired request by
+    request, but across two processes, and it moved by up to 1 ms between runs.)"""
     from mmctr.serve.app import parse_rank
     from mmctr.serve.loadtest import BlockingConnection, parse_target, request_bodies
     from mmctr.serve.ranker import load_served, score_one
@@ -276,21 +278,28 @@ def paired_overhead(
     try:
         served = load_served(run, precision="fp32", candidates=settings.candidates)
         bodies = request_bodies(settings.data, n + warmup, settings.candidates, settings.seed, served.max_len)
-        over, inproc, handler = [], [], []
+        over, over_inproc, inproc, handler = [], [], [], []
+        server_timed = 0
         for i, raw in enumerate(bodies):
             t0 = time.perf_counter()
             status, answer = conn.request("POST", "/v1/rank", raw)
-            t_http = time.perf_counter() - t0
+            t_http = (time.perf_counter() - t0) * 1e3
             if status != 200:
                 raise ConfigError(f"mmctr serve answered HTTP {status}: {answer[:300]!r}")
             inp = parse_rank(json.loads(raw), served, settings.candidates)  # as the server reads it
             t0 = time.perf_counter()
             score_one(served, inp)
-            t_in = time.perf_counter() - t0
+            t_in = (time.perf_counter() - t0) * 1e3
             if i >= warmup:
-                over.append((t_http - t_in) * 1e3)
-                inproc.append(t_in * 1e3)
-                handler.append(float(json.loads(answer)["ms"]))  # the server's own time for it
+                reply = json.loads(answer)
+                # under micro-batching the server has no model time of the request's own: the
+                # in-process time stands in for it
+                model_ms = t_in if reply.get("model_ms") is None else float(reply["model_ms"])
+                server_timed += reply.get("model_ms") is not None
+                over.append(t_http - model_ms)
+                over_inproc.append(t_http - t_in)
+                inproc.append(t_in)
+                handler.append((float(reply["ms"]), model_ms))  # the server's own times
     finally:
         conn.close()
         torch.set_num_threads(threads)
@@ -303,10 +312,16 @@ def paired_overhead(
         # the overhead split by the `ms` the server reports (body read and parsed to response
         # built): the handler's own time beyond the model, and everything outside the handler
         # (HTTP, uvicorn, the client)
-        "handler_extra_p50_ms": statistics.median(h - i for h, i in zip(handler, inproc, strict=True)),
+        "handler_extra_p50_ms": statistics.median(h - m for h, m in handler),
         "outside_handler_p50_ms": statistics.median(
-            o + i - h for o, i, h in zip(over, inproc, handler, strict=True)
+            o + m - h for o, (h, m) in zip(over, handler, strict=True)
         ),
+        "model_time": "server" if server_timed == len(over) else "in-process",
+        "server_model_p50_ms": statistics.median(m for _, m in handler)
+        if server_timed == len(over)
+        else None,
+        # the measure used until 2026-12-01: round trip minus `score_one` in this process
+        "overhead_vs_in_process_p50_ms": statistics.median(over_inproc),
     }
 
 
@@ -455,10 +470,12 @@ def render(result: dict[str, Any]) -> str:
     if result["http"]:
         lines += [
             "Over HTTP (`mmctr serve --threads 1 --precision fp32 --workers W`, loopback). In process: `score_one` "
-            "on the same bodies, each right after the same request over HTTP; the overhead is the median of the "
-            "per-request differences, split by the time the server reports for each request into what its handler "
-            "spent beyond the model (parsing, checks, the hop to the model thread, the response) and what was "
-            "spent outside the handler (HTTP, uvicorn, the client); the two medians need not add up exactly:",
+            "on the same bodies, each right after the same request over HTTP. The HTTP overhead of a request at "
+            "concurrency 1 is its round trip minus the time the server's model took for it (`model_ms`; under "
+            "micro-batching, the in-process time instead), median over the requests, split by the time the "
+            "server reports for its handler into what the handler spent beyond the model (parsing, checks, the "
+            "hop to the model thread, the response) and what was spent outside it (HTTP, uvicorn, the client); "
+            "the two medians need not add up exactly:",
             "",
             "| run | batch window | workers | concurrency | requests/s | HTTP p50 / p90 / p99 ms | in-process p50 / p99 ms "
             "| HTTP overhead p50 ms (in handler + outside) | errors |",

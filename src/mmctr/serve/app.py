@@ -2,7 +2,8 @@
 
 POST /v1/rank       {"history": [ids], "candidates": [ids], "likes": [...], "views": [...],
                      "user_id": int} → {"items": [{"item_id", "score"}, ...] best first,
-                     "model", "version", "ms"}
+                     "model", "version", "ms" (the handler's time), "model_ms" (the model's part
+                     of it; null under micro-batching)}
 POST /v1/search     {"query": str, "image": base64, "k": int} → {"hits": [...], "ms"}; 404 when the
                     server has no --index
 GET  /healthz       the model answering, its version and limits
@@ -221,6 +222,13 @@ def parse_rank(body: dict[str, Any], served: ServedModel, max_candidates: int) -
     )
 
 
+def _timed_score(served: ServedModel, inp: RankInput) -> tuple[np.ndarray, float]:
+    """`score_one` and the seconds it took, on the thread that ran it."""
+    t0 = time.perf_counter()
+    probs = score_one(served, inp)
+    return probs, time.perf_counter() - t0
+
+
 def ranked_items(candidates: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
     """/v1/rank's answer: the candidates with their probabilities, best first (ties in request order)."""
     order = np.argsort(-probs, kind="stable")
@@ -294,15 +302,24 @@ class Service:
         body = await read_json(request, self.settings.max_body_bytes)
         served = self.ranker.served  # read once: a reload during this request does not change it
         inp = parse_rank(body, served, self.settings.max_candidates)
+        model_s = None  # a micro-batch's forward is shared: no time of this request's own
         if self.batcher is not None:
             probs = await self.batcher.score(served, inp)
         elif self.settings.workers == 0:  # on the event loop's thread: no hop to a worker thread
-            probs = score_one(served, inp)
+            probs, model_s = _timed_score(served, inp)
         else:
-            probs = await asyncio.get_running_loop().run_in_executor(self.executor, score_one, served, inp)
+            loop = asyncio.get_running_loop()
+            probs, model_s = await loop.run_in_executor(self.executor, _timed_score, served, inp)
         items = ranked_items(inp.candidates, probs)
-        ms = round((time.perf_counter() - t0) * 1e3, 3)
-        return FastJSONResponse({"items": items, "model": served.name, "version": served.version, "ms": ms})
+        return FastJSONResponse(
+            {
+                "items": items,
+                "model": served.name,
+                "version": served.version,
+                "ms": round((time.perf_counter() - t0) * 1e3, 3),
+                "model_ms": None if model_s is None else round(model_s * 1e3, 3),
+            }
+        )
 
     async def search(self, request: Request) -> Response:
         t0 = time.perf_counter()
