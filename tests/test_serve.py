@@ -120,6 +120,10 @@ def test_rank_answers_the_in_process_scores(client: TestClient, requests_) -> No
         assert 0 < resp.json()["model_ms"] <= resp.json()["ms"]  # the model's part of the handler's time
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"] == "din" and health["index"] is False
+    samples = _samples(client.get("/metrics").text)
+    n_model = samples["mmctr_model_duration_seconds_count"]
+    assert n_model >= 4 and 0 < samples["mmctr_model_duration_seconds_sum"]
+    assert samples['mmctr_model_duration_seconds_bucket{le="+Inf"}'] == n_model
 
 
 def test_scoring_on_the_event_loop_answers_the_same(runs, loader, requests_) -> None:
@@ -395,6 +399,7 @@ def test_real_server_ranks_reloads_under_load_and_counts(
         assert samples['mmctr_request_duration_seconds_count{route="/v1/rank"}'] >= len(statuses) + 5
         assert samples["mmctr_model_reloads_total"] == 3
         assert samples["mmctr_rank_batched_requests_total"] >= len(statuses)
+        assert samples["mmctr_model_duration_seconds_count"] == 0  # micro-batched: no forward of its own
         assert any(k.startswith("mmctr_model_info{") and f'version="{b.version}"' in k for k in samples)
         assert samples["mmctr_requests_in_flight"] == 1  # this scrape itself
 

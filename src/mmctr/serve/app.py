@@ -310,6 +310,8 @@ class Service:
         else:
             loop = asyncio.get_running_loop()
             probs, model_s = await loop.run_in_executor(self.executor, _timed_score, served, inp)
+        if model_s is not None:
+            self.metrics.model.observe(model_s)
         items = ranked_items(inp.candidates, probs)
         return FastJSONResponse(
             {

@@ -4,6 +4,9 @@ a handful of series need no client library.
 mmctr_requests_total{route,status}           counter: responses sent
 mmctr_request_duration_seconds{route}        histogram: time from the request's arrival to its
                                              response's last byte
+mmctr_model_duration_seconds                 histogram: the model's part of each /v1/rank request,
+                                             timed on the thread that ran it (not under micro-batching,
+                                             where a forward is shared)
 mmctr_requests_in_flight                     gauge: requests being answered now
 mmctr_model_info{model,run,version,precision} 1 for the model answering now
 mmctr_model_loaded_timestamp_seconds         when it became ready
@@ -44,10 +47,20 @@ def _labels(**labels: object) -> str:
     return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
 
 
+def _histogram(name: str, h: Histogram, **labels: object) -> list[str]:
+    out, cumulative = [], 0
+    for le, n in zip((*BUCKETS, "+Inf"), h.counts, strict=True):
+        cumulative += n
+        out.append(f"{name}_bucket{_labels(**labels, le=le)} {cumulative}")
+    tail = _labels(**labels) if labels else ""
+    return [*out, f"{name}_sum{tail} {h.total:.6f}", f"{name}_count{tail} {cumulative}"]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], int] = {}
         self.durations: dict[str, Histogram] = {}
+        self.model = Histogram()  # observed by /v1/rank, on the event loop's thread like the rest
         self.in_flight = 0
 
     def started(self) -> None:
@@ -72,12 +85,12 @@ class Metrics:
             "# TYPE mmctr_request_duration_seconds histogram",
         ]
         for route, h in sorted(self.durations.items()):
-            cumulative = 0
-            for le, n in zip((*BUCKETS, "+Inf"), h.counts, strict=True):
-                cumulative += n
-                out.append(f"mmctr_request_duration_seconds_bucket{_labels(route=route, le=le)} {cumulative}")
-            out.append(f"mmctr_request_duration_seconds_sum{_labels(route=route)} {h.total:.6f}")
-            out.append(f"mmctr_request_duration_seconds_count{_labels(route=route)} {cumulative}")
+            out += _histogram("mmctr_request_duration_seconds", h, route=route)
+        out += [
+            "# HELP mmctr_model_duration_seconds The model's part of each /v1/rank request (not micro-batched).",
+            "# TYPE mmctr_model_duration_seconds histogram",
+            *_histogram("mmctr_model_duration_seconds", self.model),
+        ]
         out += [
             "# HELP mmctr_requests_in_flight Requests being answered now.",
             "# TYPE mmctr_requests_in_flight gauge",
