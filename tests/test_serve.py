@@ -531,3 +531,34 @@ def test_blocking_client_keeps_alive_reconnects_after_close_and_refuses_no_lengt
     finally:
         client.close()
         srv.close()
+
+
+def test_model_threads_hand_back_results_and_errors_and_survive_a_cancelled_wait() -> None:
+    from mmctr.serve.ranker import ModelThreads
+
+    threads = ModelThreads(2, torch_threads=1, name="test-model")
+    done: list[int] = []
+
+    def slow(i: int) -> int:
+        time.sleep(0.05)
+        done.append(i)
+        return i
+
+    async def scenario() -> None:
+        assert await threads.run(lambda a, b: a + b, 2, 3) == 5
+        assert await threads.run(torch.get_num_threads) == 1  # set on each model thread
+        with pytest.raises(ValueError, match="bad input"):
+            await threads.run(int, "bad input")
+        waiting = asyncio.ensure_future(threads.run(slow, 1))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # the client went away: the job still ends, and the thread lives on
+        assert await threads.run(slow, 2) == 2
+        assert sorted(await asyncio.gather(*(threads.run(slow, i) for i in range(3, 7)))) == [3, 4, 5, 6]
+
+    asyncio.run(scenario())
+    gone = asyncio.new_event_loop()
+    future = gone.create_future()
+    gone.close()  # a job whose loop closed while it ran (a server stopping) ends quietly
+    threads._jobs.put((gone, future, slow, (7,)))  # queued before shutdown: it runs to the end
+    threads.shutdown()
+    assert 1 in done and 7 in done and all(not t.is_alive() for t in threads._threads)

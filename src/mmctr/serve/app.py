@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -48,7 +47,15 @@ except ImportError:  # pragma: no cover - orjson is in the `serve` extra
 from mmctr.data.schema import N_LEVELS
 from mmctr.errors import MMCTRError
 from mmctr.serve.metrics import Metrics, MetricsMiddleware, counter, model_gauges
-from mmctr.serve.ranker import MicroBatcher, Ranker, RankInput, ReloadInProgress, ServedModel, score_one
+from mmctr.serve.ranker import (
+    MicroBatcher,
+    ModelThreads,
+    Ranker,
+    RankInput,
+    ReloadInProgress,
+    ServedModel,
+    score_one,
+)
 
 log = logging.getLogger("mmctr.serve")
 
@@ -278,21 +285,17 @@ class Service:
     def __init__(self, ranker: Ranker, settings: ServeSettings, index: Any = None):
         self.ranker, self.settings, self.index = ranker, settings, index
         self.metrics = Metrics()
-        self.executor = ThreadPoolExecutor(
-            max(settings.workers, 1),  # workers=0 still searches (Track 1) on a worker thread
-            thread_name_prefix="mmctr-model",
-            initializer=torch.set_num_threads,
-            initargs=(settings.threads,),
-        )
+        # workers=0 still searches (Track 1) on a model thread
+        self.model_threads = ModelThreads(max(settings.workers, 1), settings.threads)
         self.reloader = ThreadPoolExecutor(1, thread_name_prefix="mmctr-reload")
         self.batcher = (
-            MicroBatcher(self.executor, settings.batch_window_ms / 1e3, settings.batch_max_rows)
+            MicroBatcher(self.model_threads, settings.batch_window_ms / 1e3, settings.batch_max_rows)
             if settings.batch_window_ms > 0
             else None
         )
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        self.model_threads.shutdown()
         self.reloader.shutdown(wait=True)
 
     # -- routes --
@@ -308,8 +311,7 @@ class Service:
         elif self.settings.workers == 0:  # on the event loop's thread: no hop to a worker thread
             probs, model_s = _timed_score(served, inp)
         else:
-            loop = asyncio.get_running_loop()
-            probs, model_s = await loop.run_in_executor(self.executor, _timed_score, served, inp)
+            probs, model_s = await self.model_threads.run(_timed_score, served, inp)
         if model_s is not None:
             self.metrics.model.observe(model_s)
         items = ranked_items(inp.candidates, probs)
@@ -333,9 +335,7 @@ class Service:
         from mmctr.retrieval.index.store import hit_dicts
 
         try:
-            hits = await asyncio.get_running_loop().run_in_executor(
-                self.executor, lambda: self.index.search(query, image, k)
-            )
+            hits = await self.model_threads.run(self.index.search, query, image, k)
         except MMCTRError as err:
             raise BadRequest(422, "image" if image else "query", str(err)) from None
         return JSONResponse({"hits": hit_dicts(hits), "ms": round((time.perf_counter() - t0) * 1e3, 3)})
