@@ -6,7 +6,8 @@ connection sends the load test's bodies; for each request the round trip minus t
 reports (body read to response built) is the time spent outside the handler: HTTP, uvicorn, the
 client. If that time grows with the pause alone, what it measures is threads and (virtual) CPUs
 waking up after waiting, or the same code running slower after the pause: the last rows time the
-handler's own code in this process, with no HTTP, back to back and after the same pauses.
+handler's own code in this process, with no HTTP, back to back and after the same pauses; and the
+hop from the event loop to a model thread and back, with no model, the same two ways.
 
     python scripts/bench_http_wakeup.py --run RUN --data DATA [--pause-ms 17] [--rounds 2] [--client block poll]
 """
@@ -140,6 +141,47 @@ def in_process(run: Path, bodies: list[bytes], n: int, seconds: float) -> dict[s
     return out
 
 
+def hop(n: int, seconds: float) -> dict[str, float]:
+    """The hop from the event loop to a model thread and back, for a job that does nothing: through
+    `loop.run_in_executor` (what `mmctr serve` used until 2026-12-01) and through `ModelThreads`
+    (what it uses now), back to back and right after a busy pause on the loop's thread. Median ms."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmctr.serve.ranker import ModelThreads
+
+    pool, threads = ThreadPoolExecutor(1), ModelThreads(1, 1)
+
+    def job() -> int:
+        return 1
+
+    async def timed(name: str, wait: float) -> float:
+        loop, times = asyncio.get_running_loop(), []
+        for i in range(n + 20):
+            pause("spin", wait)
+            t0 = time.perf_counter()
+            if name == "run_in_executor":
+                await loop.run_in_executor(pool, job)
+            else:
+                await threads.run(job)
+            if i >= 20:
+                times.append((time.perf_counter() - t0) * 1e3)
+        return round(statistics.median(times), 3)
+
+    async def all_of_them() -> dict[str, float]:
+        out = {}
+        for name in ("run_in_executor", "ModelThreads"):
+            for wait in (0.0, seconds):
+                out[f"{name}, {'after the pause' if wait else 'back to back'}"] = await timed(name, wait)
+        return out
+
+    try:
+        return asyncio.run(all_of_them())
+    finally:
+        pool.shutdown()
+        threads.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", type=Path, required=True, help="a Task-2 run directory (loaded, then stubbed)")
@@ -183,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait()
         for mode, ms in in_process(args.run, bodies, args.requests, args.pause_ms / 1e3).items():
             res.setdefault(f"{mode:5s} in process, the handler's code alone", []).append(ms)
+        for name, ms in hop(args.requests, args.pause_ms / 1e3).items():
+            res.setdefault(f"hop to a model thread: {name}", []).append(ms)
     print(
         f"median ms per round (workers {args.workers}, pause {args.pause_ms:g} ms); over HTTP: outside the handler"
     )
