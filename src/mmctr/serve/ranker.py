@@ -193,8 +193,9 @@ class ModelThreads:
     hands its result (or exception) back to the awaiting task.
 
     A leaner hop than `loop.run_in_executor`, which goes through a concurrent.futures.Future, its
-    wrapper and two rounds of callbacks. The request path runs cold after each forward. Measured in
-    process after a 17 ms pause, that hop took 0.34-0.38 ms and this one 0.17-0.21 ms (BENCHMARKS.md).
+    wrapper and two rounds of callbacks. The request path runs cold after each forward. Timed alone
+    by scripts/bench_http_wakeup.py after a 17 ms pause, that hop took 0.25 ms and this one 0.18-0.19
+    ms (0.06 and 0.03 ms back to back; BENCHMARKS.md).
     Jobs run in arrival order; `shutdown` lets the queued ones finish."""
 
     def __init__(self, n: int, torch_threads: int, name: str = "mmctr-model"):
