@@ -165,7 +165,7 @@ def _int_list(body: dict[str, Any], name: str, what: str, lo: int, hi: int, rang
     """body[name], a list of integers in lo..hi-1; None when absent or null; 422 naming the field
     (and the first bad index) for anything else. Checked on the list with builtins (C loops, no
     numpy call): after the model's forward the request path's code runs cold, and every numpy call
-    it avoids is cache misses saved (BENCHMARKS, "Where the HTTP overhead goes")."""
+    it avoids is cache misses saved (BENCHMARKS, "The overhead after a pause is cold code")."""
     v = body.get(name)
     if v is None:
         return None
