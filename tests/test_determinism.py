@@ -150,3 +150,21 @@ def test_bf16_predictions_stay_close_to_fp32(tiny_data: Path, tmp_path: Path) ->
     fp32, bf16 = predict_split(model, valid), predict_split(model, valid, bf16=True)
     assert np.array_equal(fp32, predict_split(model, valid))
     assert fp32.shape == bf16.shape and np.abs(fp32 - bf16).max() <= BF16_PROB_TOL
+
+
+def test_the_bf16_decision_is_taken_once_on_one_thread_by_medians() -> None:
+    """`bf16_is_fast` decides the demo's training precision and `mmctr serve`'s: a burst of load on
+    the host must not flip it (minimums did, 4-14 times in 100 on a Xeon whose bf16 runs at half
+    fp32's rate), and every caller in a process must get the same answer."""
+    import torch
+
+    from mmctr.training.loop import bf16_is_fast, slower_in_median
+
+    # one fast bf16 timing among slow ones: a minimum would call bf16 faster, the median does not
+    assert slower_in_median([1.0, 5.0, 5.0], [2.0, 2.0, 2.0])
+    assert not slower_in_median([2.0, 2.0, 9.0], [1.0, 3.0, 3.0])
+    threads = torch.get_num_threads()
+    answer = bf16_is_fast()
+    assert isinstance(answer, bool)
+    assert torch.get_num_threads() == threads  # the probe's 1 thread is not left behind
+    assert bf16_is_fast() is answer and bf16_is_fast.cache_info().hits >= 1

@@ -15,8 +15,9 @@ from pathlib import Path
 PEERS = ("deepctr-torch", "fuxictr")
 # the serving copies `mmctr bench --serving` compares (mmctr.bench.serving)
 SERVING_OPTIONS = ("fp32", "bf16", "bf16-unpacked", "int8-dynamic", "ort-fp32", "ort-int8")
-# bf16 joins the default only where its matmuls are fast (AVX-512 BF16 / AMX): elsewhere torch
-# runs it ~100x slower than fp32 and scoring the valid split alone takes many minutes
+# bf16 joins the default only where its matmuls are at least as fast as fp32's (`bf16_is_fast`:
+# AMX CPUs). A Xeon with AVX-512 BF16 but no AMX runs them at half fp32's rate; a CPU without
+# AVX-512 ~100x slower, where scoring the valid split alone takes many minutes
 DEFAULT_SERVING_OPTIONS = ("fp32", "int8-dynamic", "ort-fp32", "ort-int8")
 # `mmctr/<model>@<variant>`: variants change precision only.
 VARIANTS = ("bf16", "fp32")

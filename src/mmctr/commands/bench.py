@@ -168,7 +168,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         nargs="+",
         choices=list(OPTIONS),
         help=f"serving copies to compare (default: {' '.join(DEFAULT_OPTIONS)}, and bf16 where this CPU "
-        "runs bf16 matmuls fast (AVX-512 BF16 / AMX); the ort ones need a DIN and the `ort` extra)",
+        "runs bf16 matmuls at least as fast as fp32, timed at start (AMX); the ort ones need a DIN and the `ort` extra)",
     )
     sv.add_argument(
         "--max-history",

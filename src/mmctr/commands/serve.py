@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16"),
-        help="weights of the serving copy; auto: bf16 where its matmuls are fast (AVX-512 BF16 / AMX)",
+        help="weights of the serving copy; auto: bf16 where a timed bf16 matmul is at least as fast as fp32 (AMX CPUs)",
     )
     p.add_argument(
         "--max-history",

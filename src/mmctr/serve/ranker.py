@@ -65,8 +65,9 @@ def _weights_sha(path: Path) -> str:
 
 
 def resolve_precision(precision: str) -> bool:
-    """Whether to serve in bf16. `auto` picks bf16 only where its matmuls are at least as fast as
-    fp32's (AVX-512 BF16 / AMX); elsewhere a bf16 copy answers many times slower."""
+    """Whether to serve in bf16. `auto` picks bf16 only where a timed bf16 matmul is at least as
+    fast as fp32's (`bf16_is_fast`: AMX CPUs). Elsewhere a bf16 copy answers slower: about twice
+    as slow on a Xeon with AVX-512 BF16 but no AMX, many times slower on a CPU without AVX-512."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
