@@ -42,6 +42,10 @@ def test_serving_bench_in_process_and_over_http(run: Path, tiny_data: Path, tmp_
     assert fp32["mflop_per_request"] > 0 and fp32["gflops_p50"] > 0
     assert capped["mflop_per_request"] <= fp32["mflop_per_request"]  # a shorter history costs less
     assert set(ip["matmul_gflops_1thread"]) == {"fp32", "bf16"}
+    # the request at the valid p99 history, its rate against both matmul rates
+    assert ip["requests_at_p99_history"] > 0
+    assert fp32["ms_at_p99_history"] > 0 and fp32["gflops_at_p99_history"] > 0
+    assert fp32["pct_of_bf16_matmul_at_p99_history"] > 0 and "pct_of_fp32_matmul_at_p99_history" in fp32
     assert [h["workers"] for h in res["http"]] == [1, 0]  # a worker thread, then the event loop
     for h in res["http"]:
         levels = h["loadtest"]["levels"]
@@ -114,3 +118,19 @@ def test_serving_bench_refuses_training_and_track1_options(
     )
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "q").exists()
+
+
+def test_the_p99_history_requests_hold_exactly_that_many_of_the_rows_most_recent_items(tiny_data: Path):
+    from mmctr.bench.serving import ServingBenchSettings, p99_history_batches
+
+    data = load_dataset(tiny_data, splits=("valid",))
+    valid = data["valid"]
+    length = int(valid.hist_len.max()) - 1
+    settings = ServingBenchSettings(runs=[], data=tiny_data, out=Path("unused"), candidates=7)
+    batches = p99_history_batches(data, length, settings, n=5)
+    longer = int((valid.hist_len >= length).sum())
+    assert len(batches) == min(5, longer)
+    rows = {tuple(h[h > 0][-length:]) for h in valid.hist[valid.hist_len >= length]}
+    for b in batches:
+        assert b.hist.shape == (7, length) and bool((b.hist > 0).all())
+        assert tuple(b.hist[0].tolist()) in rows  # a real row's most recent items, in order

@@ -36,13 +36,16 @@ class Request:
     row: int = -1  # the valid row it was made from: its first candidate is that row's target
 
 
-def make_requests(data: Dataset, n: int, candidates: int, seed: int) -> list[Request]:
+def make_requests(
+    data: Dataset, n: int, candidates: int, seed: int, rows: np.ndarray | None = None
+) -> list[Request]:
     """`n` requests from real valid rows: that row's history and target, plus `candidates − 1`
     other items drawn uniformly from the catalogue with their own levels. Seeded, so every system
-    scores the same requests."""
+    scores the same requests. `rows`: the valid rows to draw from (default: all)."""
     valid, items = data["valid"], data.items
     rng = np.random.default_rng(seed)
-    rows = rng.choice(len(valid), size=n, replace=n > len(valid))
+    pool = np.arange(len(valid)) if rows is None else np.asarray(rows)
+    rows = rng.choice(pool, size=n, replace=n > len(pool))
     out = []
     for r in rows:
         others = rng.integers(1, items.n_items, size=candidates - 1)
