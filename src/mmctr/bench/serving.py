@@ -502,10 +502,13 @@ def render(result: dict[str, Any]) -> str:
         ]
         for name, o in r["options"].items():
             pct = " / ".join(f"{o[f'pct_of_{d}_matmul_at_p99_history']:.0f}%" for d in mm)
+            rates = [f"{o['gflops_p50']:.2f}", f"{o['gflops_at_p99_history']:.2f}", pct]
+            if o["mflop_per_request"] == 0:  # a counting baseline: no matmul to rate
+                rates = ["–"] * 3
             lines.append(
                 f"| {name} | {o['valid_auc']:.4f} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | "
-                f"{o['p99_over_p50']:.2f} | {o['mflop_per_request']:.1f} | {o['gflops_p50']:.2f} | "
-                f"{o['ms_at_p99_history']:.2f} | {o['gflops_at_p99_history']:.2f} | {pct} |"
+                f"{o['p99_over_p50']:.2f} | {o['mflop_per_request']:.1f} | {rates[0]} | "
+                f"{o['ms_at_p99_history']:.2f} | {rates[1]} | {rates[2]} |"
             )
         lines.append("")
     if result["http"]:
