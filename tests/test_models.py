@@ -280,3 +280,20 @@ def test_svdpp_logit_is_the_svdpp_formula(alpha: float, items: ItemTable, split:
                 + model.items(i.view(1))[0] @ user
             )
             torch.testing.assert_close(out[r], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["din", "qin", "lr"])
+def test_warm_up_scores_every_history_shape_the_request_path_can_meet(
+    name: str, items: ItemTable, split: SplitArrays
+) -> None:
+    """The DIN pads histories to a multiple of REQUEST_BUCKET; a model whose packed linears see the
+    raw length meets every length from 1 to max_len; one without packed linears has no per-shape
+    kernels to build."""
+    from mmctr.models.layers import REQUEST_BUCKET
+    from mmctr.serving import PackedLinear, for_serving, warm_up
+
+    _, model = make_model(name, items, split)
+    served = for_serving(model)
+    packed = any(isinstance(m, PackedLinear) for m in served.modules())
+    want = {"din": MAX_LEN // REQUEST_BUCKET, "qin": MAX_LEN if packed else 1, "lr": 1}[name]
+    assert warm_up(served, candidates=10, max_len=MAX_LEN) == want
