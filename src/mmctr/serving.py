@@ -248,7 +248,7 @@ def warm_up(model: nn.Module, candidates: int = 100, max_len: int = 64, bf16: bo
     without it the first request of each new shape waits several ms for them. The DIN's request
     path pads histories to a multiple of REQUEST_BUCKET, so it meets `max_len / REQUEST_BUCKET`
     shapes; every other model meets each length from 1 to `max_len`. Unwarmed, the first request
-    at a new length took 1.15-1.8x as long as the next one (medians over lengths; 1-6 ms more) for
+    at a new length took 1.17-1.82x as long as the next one (medians over lengths; 1-4 ms more) for
     qin, sasrec_dcn, transformer_dcn and din_mhta in fp32 on a Xeon. Shapes also depend on the
     candidate count: warm up with the one the requests will have. Run it with the thread count the requests will use
     (`torch.set_num_threads`): oneDNN's kernels depend on it, and a copy warmed on 2 threads then
