@@ -147,3 +147,23 @@ def test_relu_sign_matches_relu_bit_for_bit():
     t = y.t()
     relu_sign_(t)
     assert (y >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["din_mhta", "qin"])
+def test_shared_history_request_path_equals_batch_path(name: str):
+    """din_mhta and qin answer a request from its one history, encoded and projected once and
+    padded to a multiple of 8: the same logits as their batch path over N rows that repeat it,
+    for histories that fill a bucket, do not, and are empty; and their serving copies warm up on the
+    padded lengths only."""
+    n = 60
+    model = as_if_trained(build_model(resolve_run_config(name), random_items(n, seed=0)), 0).eval()
+    rng = np.random.default_rng(0)
+    targets, likes, views = rng.integers(1, n, 30), rng.integers(0, 11, 30), rng.integers(0, 11, 30)
+    with torch.inference_mode():
+        for length in (0, 3, 8, 13):
+            batch = request_batch(rng.integers(1, n, length), targets, likes, views, user_id=7)
+            torch.testing.assert_close(model.forward_request(batch), model(batch), atol=1e-5, rtol=1e-4)
+    served = for_serving(model)
+    assert warm_up(served, candidates=30, max_len=16) == 2
+    batch = request_batch(rng.integers(1, n, 11), targets, likes, views)
+    np.testing.assert_allclose(score_request(served, batch), score_request(model, batch), atol=1e-5)

@@ -282,7 +282,7 @@ def test_svdpp_logit_is_the_svdpp_formula(alpha: float, items: ItemTable, split:
             torch.testing.assert_close(out[r], want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["din", "qin", "lr"])
+@pytest.mark.parametrize("name", ["din", "sasrec_dcn", "lr"])
 def test_warm_up_scores_every_history_shape_the_request_path_can_meet(
     name: str, items: ItemTable, split: SplitArrays
 ) -> None:
@@ -295,5 +295,21 @@ def test_warm_up_scores_every_history_shape_the_request_path_can_meet(
     _, model = make_model(name, items, split)
     served = for_serving(model)
     packed = any(isinstance(m, PackedLinear) for m in served.modules())
-    want = {"din": MAX_LEN // REQUEST_BUCKET, "qin": MAX_LEN if packed else 1, "lr": 1}[name]
+    want = {"din": MAX_LEN // REQUEST_BUCKET, "sasrec_dcn": MAX_LEN if packed else 1, "lr": 1}[name]
     assert warm_up(served, candidates=10, max_len=MAX_LEN) == want
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_answers_a_request_with_an_empty_history(
+    name: str, items: ItemTable, split: SplitArrays
+) -> None:
+    """`/v1/rank` accepts `"history": []` (a new user). din_mhta and qin once failed on it: their
+    multi-head attention reshaped zero history positions with an ambiguous -1."""
+    from mmctr.serving import for_serving, request_batch, score_request
+
+    _, model = make_model(name, items, split)
+    model.eval()
+    req = request_batch(np.array([], np.int64), split.item_id[:10], split.likes[:10], split.views[:10])
+    for scorer in (model, for_serving(model)):
+        p = score_request(scorer, req)
+        assert p.shape == (10,) and np.isfinite(p).all()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmctr.data.batches import Batch
@@ -23,6 +22,7 @@ from mmctr.models.layers import (
     RowContext,
     TargetAttention,
     pack,
+    request_history,
 )
 
 
@@ -77,10 +77,7 @@ class DIN(nn.Module):
         target = tables["items"][ids] if tables else self.items.encode(ids)  # (N, D)
         fields = [target]
         if self.cfg.use_history:
-            h = batch.hist[0]
-            h = h[h > 0]
-            n = int(h.shape[0])
-            padded = F.pad(h, (0, -(-max(n, 1) // bucket) * bucket - n))  # (L',) item 0 after the real ones
+            padded, n = request_history(batch.hist, bucket)  # (L',) item 0 after the real ones
             if tables:
                 keys = tables["items"][padded]  # (L', D)
                 parts = {"hq": tables["hq"][ids], "hk": tables["hk"][padded]}

@@ -24,6 +24,7 @@ from mmctr.models.layers import (
     SqueezeExcitation,
     TargetAttention,
     pack,
+    request_history,
 )
 
 
@@ -74,6 +75,22 @@ class DINMHTA(nn.Module):
         fields = torch.cat(vectors, dim=-1).view(B, -1, d)  # (B, F, d)
         h = self.dnn(self.senet(fields).reshape(B, -1))  # (B, F·d) → (B, 256)
         return self.head(h).squeeze(-1)  # (B,) logits
+
+    def forward_request(self, batch: Batch) -> torch.Tensor:
+        """Logits for N candidates that share one history (row 0's), as `forward` gives them: the
+        history is encoded and projected once, not once per candidate, and padded to a multiple of
+        REQUEST_BUCKET (masked) so that requests meet few shapes."""
+        target = self.items(batch.item_id)  # (N, D)
+        padded, n = request_history(batch.hist)
+        keys = self.items(padded)  # (L', D)
+        keys[n:] = 0  # item 0 would encode to the projection's bias
+        vectors = [target, self.mhta.forward_shared(target, keys, n)]
+        if self.din is not None:
+            vectors.append(self.din.forward_shared(target, keys, n_keys=n))
+        vectors += self.context(batch)
+        N, d = target.shape[0], self.cfg.embedding_dim
+        fields = torch.cat(vectors, dim=-1).view(N, -1, d)
+        return self.head(self.dnn(self.senet(fields).reshape(N, -1))).squeeze(-1)  # (N,)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         return self.items.embedding_tables() + self.context.embedding_tables()

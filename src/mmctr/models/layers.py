@@ -230,6 +230,16 @@ def pack(hist: torch.Tensor) -> Packed:
 REQUEST_BUCKET = 8
 
 
+def request_history(hist: torch.Tensor, bucket: int = REQUEST_BUCKET) -> tuple[torch.Tensor, int]:
+    """A request's one history (row 0 of `hist`; every row holds the same) → its real items, most
+    recent last, with item 0 appended up to a multiple of `bucket` (at least one bucket), and how
+    many are real. The request paths mask the padding out, so requests meet few shapes."""
+    h = hist[0]
+    h = h[h > 0]
+    n = int(h.shape[0])
+    return F.pad(h, (0, -(-max(n, 1) // bucket) * bucket - n)), n
+
+
 CHUNK_BYTES = 2 << 20  # the size of one chunk's hidden layer in `TargetAttention.forward_shared`
 
 
@@ -342,6 +352,8 @@ class TargetAttention(nn.Module):
         # the q·k part, the only per-pair one; a slice, so a request with precomputed hq/hk does
         # no work on the weights
         wp = self.first.weight[:, 3 * self.dim :]
+        if wp.dtype != hq.dtype:  # under bf16 autocast, which does not reach addmm_ (nor x below)
+            wp = wp.to(hq.dtype)
         H = wp.shape[0]
         if pairs_per_chunk is None:
             pairs_per_chunk = max(256, CHUNK_BYTES // (H * q.element_size()))
@@ -353,7 +365,7 @@ class TargetAttention(nn.Module):
             # q and k parts summed into one buffer, then the per-pair product accumulated onto it by
             # the matmul itself, in place (addmm_): no separate add and no copy of a (c·L, H) tensor
             base = (hq[lo : lo + step].unsqueeze(1) + hk.unsqueeze(0)).view(c * L, H)
-            x = (qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1)
+            x = (qc.unsqueeze(1) * k.unsqueeze(0)).view(c * L, -1).to(base.dtype)
             h = relu_sign_(base.addmm_(x, wp.t()))
             scores.append(self.out(self.rest(h)).view(c, L))  # (c, L)
         s = torch.cat(scores) if len(scores) > 1 else scores[0]  # (N, L)
@@ -568,11 +580,32 @@ class MultiHeadTargetAttention(nn.Module):
         """q (B, D) targets; k (P, D) packed history items of batch rows `rows` (P,)."""
         B, P, H = q.shape[0], k.shape[0], self.heads
         qh = self.q(q).view(B, H, -1)  # (B, H, A/H)
-        kh, vh = self.kv(k).view(P, 2, H, -1).unbind(1)  # (P, H, A/H) each
+        # the width spelled out: a batch without any history has P = 0, where -1 is ambiguous
+        kh, vh = self.kv(k).view(P, 2, H, qh.shape[-1]).unbind(1)  # (P, H, A/H) each
         s = (qh.index_select(0, rows) * kh).sum(-1).float() / qh.shape[-1] ** 0.5  # (P, H)
         w = segment_softmax(s, rows, B) if self.weights == "softmax" else F.relu(s)  # (P, H)
         pooled = s.new_zeros(B, H, vh.shape[-1]).index_add(0, rows, w.unsqueeze(-1) * vh.float())
         return self.out(pooled.view(B, -1).to(q.dtype))  # (B, out_dim), back in the weights dtype
+
+    def forward_shared(self, q: torch.Tensor, k: torch.Tensor, n_keys: int | None = None) -> torch.Tensor:
+        """One request: N targets q (N, D) against ONE history k (L, D) → (N, out_dim). The keys and
+        values are projected once, not once per candidate as in `forward` over a batch of N rows
+        that repeat the history. Only the first `n_keys` rows of k are real (default: all); the
+        padding after them gets no weight."""
+        N, L, H = q.shape[0], k.shape[0], self.heads
+        n_keys = L if n_keys is None else n_keys
+        qh = self.q(q).view(N, H, -1).transpose(0, 1)  # (H, N, A/H)
+        if n_keys == 0:  # no history: the output bias only, as `forward` gives such a row
+            return self.out(q.new_zeros(N, H * qh.shape[-1]))
+        kh, vh = self.kv(k).view(L, 2, H, -1).permute(1, 2, 0, 3)  # (H, L, A/H) each
+        s = (qh @ kh.transpose(1, 2)).float() / qh.shape[-1] ** 0.5  # (H, N, L)
+        pad = torch.arange(L, device=k.device) >= n_keys  # (L,)
+        if self.weights == "softmax":
+            w = torch.softmax(s.masked_fill(pad, float("-inf")), dim=-1)
+        else:
+            w = F.relu(s).masked_fill(pad, 0.0)
+        pooled = (w @ vh.float()).transpose(0, 1).reshape(N, -1)  # (N, A)
+        return self.out(pooled.to(q.dtype))  # (N, out_dim)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from mmctr.models.layers import (
     QuadraticLayer,
     RowContext,
     pack,
+    request_history,
 )
 
 
@@ -57,6 +58,18 @@ class QIN(nn.Module):
         fields = [target, interest, *self.context(batch)]
         h = self.qnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 128)
         return self.head(h).squeeze(-1)  # (B,) logits
+
+    def forward_request(self, batch: Batch) -> torch.Tensor:
+        """Logits for N candidates that share one history (row 0's), as `forward` gives them: the
+        history is encoded and projected once, not once per candidate, and padded to a multiple of
+        REQUEST_BUCKET (masked) so that requests meet few shapes."""
+        target = self.items(batch.item_id)  # (N, D)
+        padded, n = request_history(batch.hist)
+        keys = self.items(padded)  # (L', D)
+        keys[n:] = 0
+        interest = self.asta.forward_shared(target, keys, n) + target  # (N, D)
+        h = self.qnn(torch.cat([target, interest, *self.context(batch)], dim=-1))
+        return self.head(h).squeeze(-1)  # (N,)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         return self.items.embedding_tables() + self.context.embedding_tables()
