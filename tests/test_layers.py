@@ -149,9 +149,9 @@ def test_relu_sign_matches_relu_bit_for_bit():
     assert (y >= 0).all()
 
 
-@pytest.mark.parametrize("name", ["din_mhta", "qin"])
+@pytest.mark.parametrize("name", ["din_mhta", "qin", "transformer_dcn"])
 def test_shared_history_request_path_equals_batch_path(name: str):
-    """din_mhta and qin answer a request from its one history, encoded and projected once and
+    """din_mhta, qin and transformer_dcn answer a request from its one history, encoded once and
     padded to a multiple of 8: the same logits as their batch path over N rows that repeat it,
     for histories that fill a bucket, do not, and are empty; and their serving copies warm up on the
     padded lengths only."""
@@ -160,7 +160,7 @@ def test_shared_history_request_path_equals_batch_path(name: str):
     rng = np.random.default_rng(0)
     targets, likes, views = rng.integers(1, n, 30), rng.integers(0, 11, 30), rng.integers(0, 11, 30)
     with torch.inference_mode():
-        for length in (0, 3, 8, 13):
+        for length in (0, 3, 4, 8, 13, 64):
             batch = request_batch(rng.integers(1, n, length), targets, likes, views, user_id=7)
             torch.testing.assert_close(model.forward_request(batch), model(batch), atol=1e-5, rtol=1e-4)
     served = for_serving(model)

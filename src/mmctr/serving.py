@@ -4,8 +4,8 @@
 mode and the load test's bodies) from valid rows.
 
 `score_request` is what serving and the latency benchmark call. Models that define
-`forward_request(batch)` (the DIN, din_mhta, qin) get the history side computed once per request;
-others fall back to a plain batch of N rows that share the history.
+`forward_request(batch)` (the DIN, din_mhta, qin, transformer_dcn) get the history side computed
+once per request; others fall back to a plain batch of N rows that share the history.
 """
 
 from __future__ import annotations
@@ -246,11 +246,11 @@ def warm_up(model: nn.Module, candidates: int = 100, max_len: int = 64, bf16: bo
     """Score one dummy request per history length a model's request path can meet, so that the
     kernels oneDNN compiles per shape (for the packed linears) exist before the first real request;
     without it the first request of each new shape waits several ms for them. A model with
-    `forward_request` (the DIN, din_mhta, qin) pads histories to a multiple of REQUEST_BUCKET, so it
-    meets `max_len / REQUEST_BUCKET` shapes; the others (sasrec_dcn, transformer_dcn) meet each
+    `forward_request` (the DIN, din_mhta, qin, transformer_dcn) pads histories to a multiple of
+    REQUEST_BUCKET, so it meets `max_len / REQUEST_BUCKET` shapes; the others (sasrec_dcn) meet each
     length from 1 to `max_len`. Unwarmed, the first request at a new length took 1.17-1.82x as long
-    as the next one (medians over lengths; 1-4 ms more) for sasrec_dcn, transformer_dcn, and for
-    qin and din_mhta before they had their own request path, in fp32 on a Xeon. Shapes also
+    as the next one (medians over lengths; 1-4 ms more) for sasrec_dcn, and for the other three
+    before they had their own request path, in fp32 on a Xeon. Shapes also
     depend on the candidate count: warm up with the one the requests will have. Run it with the
     thread count the requests will use (`torch.set_num_threads`): oneDNN's kernels depend on it,
     and a copy warmed on 2 threads then serving on 1 had twice the p50 and p99. Returns how many

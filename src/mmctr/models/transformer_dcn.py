@@ -31,6 +31,7 @@ from mmctr.models.layers import (
     RowContext,
     TransformerBlock,
     attention_mask,
+    request_history,
 )
 
 
@@ -106,6 +107,23 @@ class TransformerDCN(nn.Module):
         x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (B, in_dim)
         h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
         return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
+
+    def forward_request(self, batch: Batch) -> torch.Tensor:
+        """Logits for N candidates that share one history (row 0's), as `forward` gives them. The
+        history items are encoded and projected once, not once per candidate; each candidate's
+        tokens are those plus its own target part. The history is left-padded to a multiple of
+        REQUEST_BUCKET (masked, as `forward` masks a group's padding) so requests meet few shapes."""
+        target = self.items(batch.item_id)  # (N, D)
+        ids, n = request_history(batch.hist)  # (L',) real items then item 0
+        L = ids.shape[0]
+        ids = ids.roll(L - n)  # padding first, the most recent item last, as in a batch
+        hist_tok = self.token_hist(self.items(ids))  # (L', M); padding is masked out of everything
+        target_tok = self.token_target(target)  # (N, M)
+        pad = (torch.arange(L, device=ids.device) < L - n).expand(target.shape[0], L)  # (N, L')
+        history = self.encode_group(hist_tok.unsqueeze(0) + target_tok.unsqueeze(1), pad)
+        x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (N, in_dim)
+        h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)
+        return self.head(self.head_mlp(h)).squeeze(-1)  # (N,)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         tables = self.items.embedding_tables() + self.context.embedding_tables()
