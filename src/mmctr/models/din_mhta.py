@@ -23,8 +23,8 @@ from mmctr.models.layers import (
     RowContext,
     SqueezeExcitation,
     TargetAttention,
+    encode_request,
     pack,
-    request_history,
 )
 
 
@@ -80,10 +80,7 @@ class DINMHTA(nn.Module):
         """Logits for N candidates that share one history (row 0's), as `forward` gives them: the
         history is encoded and projected once, not once per candidate, and padded to a multiple of
         REQUEST_BUCKET (masked) so that requests meet few shapes."""
-        target = self.items(batch.item_id)  # (N, D)
-        padded, n = request_history(batch.hist)
-        keys = self.items(padded)  # (L', D)
-        keys[n:] = 0  # item 0 would encode to the projection's bias
+        target, keys, n = encode_request(self.items, batch)  # (N, D), (L', D)
         vectors = [target, self.mhta.forward_shared(target, keys, n)]
         if self.din is not None:
             vectors.append(self.din.forward_shared(target, keys, n_keys=n))

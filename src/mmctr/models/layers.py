@@ -240,6 +240,15 @@ def request_history(hist: torch.Tensor, bucket: int = REQUEST_BUCKET) -> tuple[t
     return F.pad(h, (0, -(-max(n, 1) // bucket) * bucket - n)), n
 
 
+def encode_request(items: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A request's candidates and its one history, each encoded once by `items` (an ItemEncoder):
+    targets (N, D), keys (L', D) zero after the `n` real ones (`request_history`'s padding), n."""
+    padded, n = request_history(batch.hist)
+    keys = items(padded)  # (L', D)
+    keys[n:] = 0  # item 0 would encode to the projection's bias
+    return items(batch.item_id), keys, n
+
+
 CHUNK_BYTES = 2 << 20  # the size of one chunk's hidden layer in `TargetAttention.forward_shared`
 
 

@@ -22,8 +22,8 @@ from mmctr.models.layers import (
     MultiHeadTargetAttention,
     QuadraticLayer,
     RowContext,
+    encode_request,
     pack,
-    request_history,
 )
 
 
@@ -60,13 +60,9 @@ class QIN(nn.Module):
         return self.head(h).squeeze(-1)  # (B,) logits
 
     def forward_request(self, batch: Batch) -> torch.Tensor:
-        """Logits for N candidates that share one history (row 0's), as `forward` gives them: the
-        history is encoded and projected once, not once per candidate, and padded to a multiple of
-        REQUEST_BUCKET (masked) so that requests meet few shapes."""
-        target = self.items(batch.item_id)  # (N, D)
-        padded, n = request_history(batch.hist)
-        keys = self.items(padded)  # (L', D)
-        keys[n:] = 0
+        """`forward`'s logits for N candidates sharing row 0's history, encoded once and bucketed
+        (as `DINMHTA.forward_request`)."""
+        target, keys, n = encode_request(self.items, batch)  # (N, D), (L', D)
         interest = self.asta.forward_shared(target, keys, n) + target  # (N, D)
         h = self.qnn(torch.cat([target, interest, *self.context(batch)], dim=-1))
         return self.head(h).squeeze(-1)  # (N,)
