@@ -199,7 +199,8 @@ def in_process(run: Path, data_for, settings: ServingBenchSettings, log=print) -
                     model, pack=False, max_history=cap
                 )  # packed linears are opaque to the counter
                 flops[cap] = np.array([request_flops(counter, b) for b in timed])
-                flops_p99[cap] = np.array([request_flops(counter, b) for b in at_p99 * 2])
+                # the p99 requests were timed twice over: their counts, once each, in that order
+                flops_p99[cap] = np.tile([request_flops(counter, b) for b in at_p99], 2)
         finally:
             torch.set_num_threads(threads)
     mean_rate = {d: float(np.mean(r)) for d, r in rates.items()}
