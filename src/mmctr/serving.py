@@ -250,11 +250,11 @@ def warm_up(model: nn.Module, candidates: int = 100, max_len: int = 64, bf16: bo
     REQUEST_BUCKET, so it meets `max_len / REQUEST_BUCKET` shapes; the others (sasrec_dcn) meet each
     length from 1 to `max_len`. Unwarmed, the first request at a new length took 1.17-1.82x as long
     as the next one (medians over lengths; 1-4 ms more) for sasrec_dcn, and for the other three
-    before they had their own request path, in fp32 on a Xeon. Shapes also
-    depend on the candidate count: warm up with the one the requests will have. Run it with the
-    thread count the requests will use (`torch.set_num_threads`): oneDNN's kernels depend on it,
-    and a copy warmed on 2 threads then serving on 1 had twice the p50 and p99. Returns how many
-    requests it scored. Item 1 stands in for every item."""
+    before they had their own request path, in fp32 on a Xeon. Shapes also depend on the candidate
+    count: warm up with the one the requests will have. Run it with the thread count the requests
+    will use (`torch.set_num_threads`): oneDNN's kernels depend on it, and a copy warmed on 2
+    threads then serving on 1 had twice the p50 and p99. Returns how many requests it scored.
+    Item 1 stands in for every item."""
     from mmctr.models.layers import REQUEST_BUCKET
 
     b = REQUEST_BUCKET

@@ -58,8 +58,8 @@ def bf16_is_fast(n: int = 256, rounds: int = 7) -> bool:
     without AVX-512 (e.g. an AMD EPYC Zen 3) torch falls back to a scalar path at ~1 GFLOP/s, 100x
     slower than fp32, and bf16 autocast would make training crawl; on a Xeon with AVX-512 BF16 but
     no AMX exposed, bf16 runs at about half fp32's rate. The two dtypes are timed in turn and their
-    medians compared, so that a burst of load on the host falls on both (a minimum of 3 timings each
-    answered "fast" 3 times in 40 on that Xeon with one core busy). The answer is kept for the
+    medians compared, so that a burst of load on the host falls on both (the minimum of three
+    2-thread timings each answered "fast" 4-14 times in 100 on that Xeon with one or two cores busy). The answer is kept for the
     process: the demo, the serving copy and the bench's options must not disagree."""
     a = torch.randn(n, n)
     b = a.to(torch.bfloat16)
