@@ -134,3 +134,22 @@ def test_the_p99_history_requests_hold_exactly_that_many_of_the_rows_most_recent
     for b in batches:
         assert b.hist.shape == (7, length) and bool((b.hist > 0).all())
         assert tuple(b.hist[0].tolist()) in rows  # a real row's most recent items, in order
+
+
+def test_the_flop_count_includes_the_attentions_in_place_first_layer():
+    """The DIN's request path computes the per-pair first layer with `addmm_`, which torch's own
+    counter skips; the bench's count must equal the attention's arithmetic."""
+    import torch
+
+    from mmctr.bench.machine import flop_counter
+    from mmctr.models.layers import TargetAttention
+
+    torch.manual_seed(0)
+    D, H0, H1, N, L = 8, 16, 4, 5, 8
+    att = TargetAttention(D, (H0, H1)).eval()
+    q, k = torch.randn(N, D), torch.randn(L, D)
+    hq, hk = att.item_parts(torch.cat([q, k]))
+    with torch.no_grad(), flop_counter() as counter:
+        att.forward_shared(q, k, n_keys=6, hq=hq[:N], hk=hk[N:])
+    per_pair = D * H0 + H0 * H1 + H1  # q·k through the first layer, the second, the score
+    assert counter.get_total_flops() == 2 * N * L * (per_pair + D)  # + the pooling, scores @ keys

@@ -98,10 +98,10 @@ def time_train_steps(system: System, warmup: int, timed: int) -> dict[str, Any]:
 def count_train_flops(system: System) -> tuple[float, int]:
     """FLOPs of one training step (forward + backward, as executed: padding included), counted by
     torch's FlopCounterMode on a real batch, and that batch's rows."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from mmctr.bench.machine import flop_counter
 
     batch = next(iter(system.train_batches()))
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         system.train_step(batch)
     return float(counter.get_total_flops()), system.batch_rows(batch)
 

@@ -146,11 +146,10 @@ def build_options(model: nn.Module, names: list[str], caps: list[int], workdir: 
 def request_flops(model: nn.Module, batch) -> float:
     """FLOPs of one request through the fp32 serving copy (matmuls and the like, as torch counts
     them; embedding lookups are free)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from mmctr.bench.machine import flop_counter
     from mmctr.serving import score_request
 
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         score_request(model, batch)
     return float(counter.get_total_flops())
 
