@@ -180,3 +180,33 @@ def test_bench_script_on_a_wrong_data_root_says_so_without_a_traceback(script: s
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"{script}: error: {tmp_path}"), proc.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_plot_labels_overlap_neither_each_other_nor_the_markers():
+    """The bench's AUC-latency plot names every system; systems close on both axes (a model and its
+    history-capped variant) used to get labels drawn over each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmctr.bench.plot import label_groups, place_labels
+
+    names = ["mmctr/din@fp32", "mmctr/din[max_history=16]@fp32", "mmctr/din[attention_hidden=[128,64]]@fp32"]
+    pts = [(17.9, 0.6148), (7.9, 0.6146), (6.0, 0.5834), (4.9, 0.5827)]
+    names.append("mmctr/din[attention_hidden=[128,64],max_history=16]@fp32")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.scatter(*zip(*pts, strict=True))
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.2)
+    fig.tight_layout()
+    place_labels(ax, label_groups([({"name": n}, p) for n, p in zip(names, pts, strict=True)]), pts, [])
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[:i])
+        for x, y in pts:
+            px, py = ax.transData.transform((x, y))
+            assert not (a.x0 < px < a.x1 and a.y0 < py < a.y1)  # no label over a marker's centre
+    plt.close(fig)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mmctr.bench.plot import draw_front, pareto_front
+from mmctr.bench.plot import draw_front, label_groups, pareto_front, place_labels
 from mmctr.report.collect import Track1Result, Track1Row, Track1Run, Track2Run, finite
 
 DPI = 100
@@ -251,7 +251,6 @@ def frontier(
 ) -> bytes | None:
     """The score against request latency and against the cost to train (a panel for each that
     was measured), the Pareto front (lower x, higher y) drawn in each, every point named."""
-    from mmctr.bench.plot_retrieval import _label_groups, _place_labels
 
     panels = [
         (usable, label, what)
@@ -273,8 +272,8 @@ def frontier(
     fig.tight_layout()
     for ax, (usable, _, _), fx in zip(axes[0], panels, fronts, strict=True):
         named = [({"name": p.label}, q) for p, q in usable]
-        labels = [(anchor, _wrap(text)) for anchor, text in _label_groups(named)]
-        _place_labels(ax, labels, [q for _, q in usable], fx)
+        labels = [(anchor, _wrap(text)) for anchor, text in label_groups(named)]
+        place_labels(ax, labels, [q for _, q in usable], fx)
     return _png(fig)
 
 
