@@ -63,9 +63,7 @@ class DIN(nn.Module):
         fields = [target]
         if self.cfg.use_history:
             fields.append(self.attention(target, table, p.rows, key_index=inv[B:]))  # (B, D)
-        fields += self.context(batch)
-        h = self.dnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 256)
-        return self.head(h).squeeze(-1)  # (B,) logits
+        return self._logits(fields, batch)  # (B,)
 
     def forward_request(self, batch: Batch, bucket: int = REQUEST_BUCKET) -> torch.Tensor:
         """Logits for N candidates that share one history (row 0's): the user side is computed once.
@@ -85,8 +83,12 @@ class DIN(nn.Module):
                 keys, parts = self.items.encode(padded), {}
             keys[n:] = 0  # item 0 would encode to the projection's bias
             fields.append(self.attention.forward_shared(target, keys, n_keys=n, **parts))  # (N, D)
-        fields += self.context(batch)
-        return self.head(self.dnn(torch.cat(fields, dim=-1))).squeeze(-1)  # (N,)
+        return self._logits(fields, batch)  # (N,)
+
+    def _logits(self, fields: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        """Target [and pooled history] (B, D) with the row's context → logits (B,), for both paths."""
+        h = self.dnn(torch.cat([*fields, *self.context(batch)], dim=-1))  # (B, in_dim) → (B, 256)
+        return self.head(h).squeeze(-1)
 
     @torch.no_grad()
     def prepare_serving(self, rows_per_chunk: int = 8192) -> None:

@@ -70,11 +70,7 @@ class DINMHTA(nn.Module):
         vectors = [target, self.mhta(target, keys, p.rows)]  # (B, D) each
         if self.din is not None:
             vectors.append(self.din(target, keys, p.rows))
-        vectors += self.context(batch)  # (B, d) each
-        B, d = target.shape[0], self.cfg.embedding_dim
-        fields = torch.cat(vectors, dim=-1).view(B, -1, d)  # (B, F, d)
-        h = self.dnn(self.senet(fields).reshape(B, -1))  # (B, F·d) → (B, 256)
-        return self.head(h).squeeze(-1)  # (B,) logits
+        return self._logits(vectors, batch)  # (B,)
 
     def forward_request(self, batch: Batch) -> torch.Tensor:
         """Logits for N candidates that share one history (row 0's), as `forward` gives them: the
@@ -84,10 +80,16 @@ class DINMHTA(nn.Module):
         vectors = [target, self.mhta.forward_shared(target, keys, n)]
         if self.din is not None:
             vectors.append(self.din.forward_shared(target, keys, n_keys=n))
-        vectors += self.context(batch)
-        N, d = target.shape[0], self.cfg.embedding_dim
-        fields = torch.cat(vectors, dim=-1).view(N, -1, d)
-        return self.head(self.dnn(self.senet(fields).reshape(N, -1))).squeeze(-1)  # (N,)
+        return self._logits(vectors, batch)  # (N,)
+
+    def _logits(self, vectors: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+        """The target and pooled histories (B, D) each, with the row's context → logits (B,): the
+        part `forward` and `forward_request` share."""
+        vectors = [*vectors, *self.context(batch)]  # (B, d) each after the item vectors
+        B, d = vectors[0].shape[0], self.cfg.embedding_dim
+        fields = torch.cat(vectors, dim=-1).view(B, -1, d)  # (B, F, d)
+        h = self.dnn(self.senet(fields).reshape(B, -1))  # (B, F·d) → (B, 256)
+        return self.head(h).squeeze(-1)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         return self.items.embedding_tables() + self.context.embedding_tables()

@@ -55,17 +55,19 @@ class QIN(nn.Module):
         target = self.items(batch.item_id)  # (B, D)
         p = pack(batch.hist)  # only real history positions
         interest = self.asta(target, self.items(p.ids), p.rows) + target  # (B, D)
-        fields = [target, interest, *self.context(batch)]
-        h = self.qnn(torch.cat(fields, dim=-1))  # (B, in_dim) → (B, 128)
-        return self.head(h).squeeze(-1)  # (B,) logits
+        return self._logits(target, interest, batch)  # (B,)
 
     def forward_request(self, batch: Batch) -> torch.Tensor:
         """`forward`'s logits for N candidates sharing row 0's history, encoded once and bucketed
         (as `DINMHTA.forward_request`)."""
         target, keys, n = encode_request(self.items, batch)  # (N, D), (L', D)
         interest = self.asta.forward_shared(target, keys, n) + target  # (N, D)
-        h = self.qnn(torch.cat([target, interest, *self.context(batch)], dim=-1))
-        return self.head(h).squeeze(-1)  # (N,)
+        return self._logits(target, interest, batch)  # (N,)
+
+    def _logits(self, target: torch.Tensor, interest: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Target and interest (B, D) with the row's context → logits (B,), for both paths."""
+        h = self.qnn(torch.cat([target, interest, *self.context(batch)], dim=-1))  # (B, in_dim) → (B, 128)
+        return self.head(h).squeeze(-1)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         return self.items.embedding_tables() + self.context.embedding_tables()

@@ -104,9 +104,7 @@ class TransformerDCN(nn.Module):
                 for g in groups.groups
             ]
         )  # (B, (k+1)·M)
-        x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (B, in_dim)
-        h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
-        return self.head(self.head_mlp(h)).squeeze(-1)  # (B,) logits
+        return self._logits(target, history, batch)  # (B,)
 
     def forward_request(self, batch: Batch) -> torch.Tensor:
         """Logits for N candidates that share one history (row 0's), as `forward` gives them. The
@@ -121,9 +119,14 @@ class TransformerDCN(nn.Module):
         target_tok = self.token_target(target)  # (N, M)
         pad = (torch.arange(L, device=ids.device) < L - n).expand(target.shape[0], L)  # (N, L')
         history = self.encode_group(hist_tok.unsqueeze(0) + target_tok.unsqueeze(1), pad)
-        x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (N, in_dim)
-        h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)
-        return self.head(self.head_mlp(h)).squeeze(-1)  # (N,)
+        return self._logits(target, history, batch)  # (N,)
+
+    def _logits(self, target: torch.Tensor, history: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Target (B, D) and encoded history (B, (k+1)·M) with the row's context → logits (B,):
+        the cross network and the DNN side by side, then the head; for both paths."""
+        x0 = torch.cat([target, *self.context(batch), history], dim=-1)  # (B, in_dim)
+        h = torch.cat([self.cross(x0), self.dnn(x0)], dim=-1)  # (B, in_dim + 256)
+        return self.head(self.head_mlp(h)).squeeze(-1)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         tables = self.items.embedding_tables() + self.context.embedding_tables()
