@@ -192,9 +192,13 @@ def test_plot_labels_overlap_neither_each_other_nor_the_markers():
 
     from mmctr.bench.plot import label_groups, place_labels
 
-    names = ["mmctr/din@fp32", "mmctr/din[max_history=16]@fp32", "mmctr/din[attention_hidden=[128,64]]@fp32"]
-    pts = [(17.9, 0.6148), (7.9, 0.6146), (6.0, 0.5834), (4.9, 0.5827)]
-    names.append("mmctr/din[attention_hidden=[128,64],max_history=16]@fp32")
+    names = [
+        "mmctr/din@fp32",
+        "mmctr/din[max_history=16]@fp32",
+        "mmctr/din[attention_hidden=[128,64]]@fp32",
+        "mmctr/din[attention_hidden=[128,64],max_history=16]@fp32",
+    ]
+    pts = [(17.9, 0.6148), (7.9, 0.6146), (6.0, 0.5834), (4.9, 0.5827)]  # (p99 ms, AUC) of each
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.scatter(*zip(*pts, strict=True))
     ax.set_xscale("log")

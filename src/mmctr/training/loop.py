@@ -59,8 +59,9 @@ def bf16_is_fast(n: int = 256, rounds: int = 7) -> bool:
     slower than fp32, and bf16 autocast would make training crawl; on a Xeon with AVX-512 BF16 but
     no AMX exposed, bf16 runs at about half fp32's rate. The two dtypes are timed in turn and their
     medians compared, so that a burst of load on the host falls on both (the minimum of three
-    2-thread timings each answered "fast" 4-14 times in 100 on that Xeon with one or two cores busy). The answer is kept for the
-    process: the demo, the serving copy and the bench's options must not disagree."""
+    2-thread timings each answered "fast" 4-14 times in 100 on that Xeon with one or two cores
+    busy). The answer is kept for the process: the demo, the serving copy and the bench's options
+    must not disagree."""
     a = torch.randn(n, n)
     b = a.to(torch.bfloat16)
     threads = torch.get_num_threads()
